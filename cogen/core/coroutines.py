@@ -1,0 +1,204 @@
+"""Coroutines: the ``@coroutine`` decorator, coroutine instances and ``local``.
+
+Theory of operation
+-------------------
+``@coroutine`` turns a generator function, an ``async def`` function or a
+plain function into a factory of :class:`Coroutine` instances. An instance
+starts in ``STATE_NEED_INIT``; the scheduler's first ``send(None)`` calls the
+wrapped function. A plain function's return value completes the coroutine at
+once; a generator or native coroutine object becomes the body that is sent
+values and thrown exceptions from then on.
+
+Yielding a not-yet-started coroutine instance *calls* it: the callee runs
+first, and the caller is resumed with its return value or has its exception
+thrown in (the traceback keeps the callee's frames). A call links callee to
+caller through ``caller`` instead of nesting Python frames, so call depth is
+limited by memory, not by the recursion limit.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Generator
+from typing import Any
+
+from cogen.core.events import Operation
+from cogen.core.util import PENDING
+
+__all__ = ["coroutine", "coro", "Coroutine", "local", "current"]
+
+
+
+class Coroutine(Operation):
+    """A running instance of a ``@coroutine`` function.
+
+    Attributes:
+        state: one of the ``STATE_*`` constants.
+        result: the return value once ``STATE_COMPLETED``.
+        exception: the exception instance once ``STATE_FAILED``, else None.
+        name: the wrapped function's name.
+    """
+
+    STATE_NEED_INIT, STATE_RUNNING, STATE_COMPLETED, STATE_FAILED = range(4)
+    _STATE_NAMES = ("NOTSTARTED", "RUNNING", "COMPLETED", "FAILED")
+
+    __slots__ = ("func", "f_args", "f_kws", "name", "state", "result", "exception",
+                 "gen", "send", "caller", "waiters", "_timer", "_io", "_locals",
+                 "_root", "__weakref__")
+
+    def __init__(self, func: Any, *args: Any, **kwargs: Any) -> None:
+        self.prio = -1
+        self.caller: Coroutine | None = None
+        self.waiters: list[Coroutine] = []
+        self.result: Any = None
+        self.exception: BaseException | None = None
+        self._timer: list[Any] | None = None
+        self._io: Any = None
+        self._locals: dict[int, dict[str, Any]] | None = None
+        self._root: Coroutine = self
+        if hasattr(func, "send") and hasattr(func, "throw"):
+            # an already created generator or native coroutine object
+            if args or kwargs:
+                raise TypeError("arguments cannot be given with a generator object")
+            self.func = None
+            self.gen = func
+            self.send = func.send
+            self.name = getattr(func, "__name__", type(func).__name__)
+            self.state = self.STATE_RUNNING
+        elif callable(func):
+            self.func = func
+            self.f_args = args
+            self.f_kws = kwargs
+            self.gen = None
+            self.send = self._start
+            self.name = getattr(func, "__name__", type(func).__name__)
+            self.state = self.STATE_NEED_INIT
+        else:
+            raise TypeError(f"a coroutine needs a callable or a generator, not {func!r}")
+
+    def _start(self, value: Any) -> Any:
+        """Call the wrapped function; the first step of the coroutine."""
+        func = self.func
+        self.func = None
+        args, kws = self.f_args, self.f_kws
+        del self.f_args, self.f_kws
+        self.state = self.STATE_RUNNING
+        gen = func(*args, **kws)
+        if hasattr(gen, "send") and hasattr(gen, "throw"):
+            self.gen = gen
+            self.send = gen.send
+            return gen.send(None)
+        raise StopIteration(gen)
+
+    def throw(self, exc: BaseException) -> Any:
+        """Throw ``exc`` into the body; a coroutine not yet started fails with it."""
+        if self.gen is None:
+            self.func = None
+            self.state = self.STATE_RUNNING
+            raise exc
+        return self.gen.throw(exc)
+
+    @property
+    def running(self) -> bool:
+        """True until the coroutine has completed or failed."""
+        return self.state < self.STATE_COMPLETED
+
+    def process(self, sched: Any, coro: Coroutine) -> Any:
+        """Yielding a coroutine instance calls it (see the module docstring)."""
+        if self.state != self.STATE_NEED_INIT or self.caller is not None:
+            raise TypeError(f"cannot call {self!r}: it was already started; use Join to wait for it")
+        self.caller = coro
+        self._root = coro._root
+        sched.resume(self, None, True)
+        return PENDING
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self)
+
+    def close(self) -> None:
+        """Close the body (GeneratorExit inside it) if it is still running."""
+        gen = self.gen
+        if gen is not None and self.state == self.STATE_RUNNING:
+            gen.close()
+
+    def __repr__(self) -> str:
+        return (f"<Coroutine {self.name} at 0x{id(self):x}, "
+                f"state: {self._STATE_NAMES[self.state]}>")
+
+
+def coroutine(func: Callable[..., Any]) -> Callable[..., Coroutine]:
+    """Decorate a generator, ``async def`` or plain function as a coroutine.
+
+    Calling the decorated function returns a :class:`Coroutine` instance that
+    has not started: give it to ``Scheduler.add``, yield it from another
+    coroutine to call it, or use it with ``events.AddCoro``/``Join``.
+    """
+    if isinstance(func, type) and issubclass(func, Coroutine):
+        return func
+
+    @functools.wraps(func)
+    def make_coroutine(*args: Any, **kwargs: Any) -> Coroutine:
+        return Coroutine(func, *args, **kwargs)
+
+    make_coroutine.__wrapped__ = func  # type: ignore[attr-defined]
+    make_coroutine.is_cogen_coroutine = True  # type: ignore[attr-defined]
+    return make_coroutine
+
+
+coro = coroutine
+
+#: The coroutine instance being stepped right now (None outside the scheduler).
+current: Coroutine | None = None
+
+
+def _current_root() -> Coroutine:
+    c = current
+    if c is None:
+        raise RuntimeError("coroutine-local data used outside a running coroutine")
+    return c._root
+
+
+class local:
+    """Per-coroutine attribute storage, like ``threading.local``.
+
+    Values set while one coroutine runs are invisible to the others and go
+    away with the coroutine. A called sub-coroutine shares its caller's
+    values (they are one logical thread of control).
+    """
+
+    __slots__ = ("__weakref__",)
+
+    def _dict(self, create: bool) -> dict[str, Any] | None:
+        root = _current_root()
+        store = root._locals
+        if store is None:
+            if not create:
+                return None
+            store = root._locals = {}
+        d = store.get(id(self))
+        if d is None and create:
+            d = store[id(self)] = {}
+        return d
+
+    def __getattr__(self, name: str) -> Any:
+        d = self._dict(False)
+        if d is None or name not in d:
+            raise AttributeError(f"{name!r} is not set for the current coroutine")
+        return d[name]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        d = self._dict(True)
+        assert d is not None
+        d[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        d = self._dict(False)
+        if d is None or name not in d:
+            raise AttributeError(name)
+        del d[name]
+
+
+def is_coroutine_function(obj: Any) -> bool:
+    """True for ``@coroutine`` functions, generator functions and ``async def``."""
+    return bool(getattr(obj, "is_cogen_coroutine", False)
+                or inspect.isgeneratorfunction(obj) or inspect.iscoroutinefunction(obj))

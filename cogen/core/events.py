@@ -1,0 +1,338 @@
+"""Operations: what a coroutine yields to the scheduler.
+
+Theory of operation
+-------------------
+A coroutine yields an :class:`Operation`. The scheduler calls
+``op.process(sched, coro)``, which either returns the operation's result at
+once (the scheduler resumes the coroutine with it, sooner or later according
+to the operation's priority), or returns :data:`~cogen.core.util.PENDING`
+after arranging a later wake-up through the scheduler's small interface:
+
+- ``sched.resume(coro, value, first=False)`` and
+  ``sched.throw(coro, exc, first=False)`` put the coroutine back on the run
+  queue with a value or an exception;
+- ``sched.wait_readable(fd, owner, op, coro)`` / ``sched.wait_writable(...)``
+  park it on the reactor: when the descriptor is ready the scheduler calls
+  ``op.process(sched, coro)`` *again*, so an I/O operation simply retries its
+  non-blocking system call;
+- ``sched.call_later(delay, fn, *args)`` runs a plain callback later.
+
+A :class:`TimedOperation` that returns ``PENDING`` gets a deadline from its
+``timeout`` (or the scheduler's ``default_timeout``). When the deadline passes
+first, the scheduler calls ``op.cleanup(sched, coro)`` (undo the parking: leave
+waiter lists) and throws :class:`OperationTimeout` into the coroutine. Waking
+the coroutine through ``resume``/``throw`` cancels the deadline, so exactly
+one of the two ever happens.
+
+Custom operations subclass :class:`Operation` or :class:`TimedOperation` and
+override ``process`` (and ``cleanup`` if they park on something of their own).
+"""
+from __future__ import annotations
+
+import datetime
+
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+from cogen.core.util import PENDING, USE_DEFAULT, priority
+from cogen.errors import CogenError
+
+if TYPE_CHECKING:
+    from cogen.core.coroutines import Coroutine
+    from cogen.core.schedulers import Scheduler
+
+__all__ = [
+    "Operation", "TimedOperation", "OperationTimeout", "CoroutineException",
+    "Sleep", "Signal", "WaitForSignal", "AddCoro", "Join", "Call",
+]
+
+
+class OperationTimeout(CogenError):
+    """Raised inside a coroutine whose operation did not complete in time.
+
+    ``.operation`` is the operation that timed out and ``.timeout`` the number
+    of seconds it was given.
+    """
+
+    def __init__(self, operation: Operation, timeout: float | None = None) -> None:
+        super().__init__(operation, timeout)
+        self.operation = operation
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return f"{self.operation!r} timed out after {self.timeout}s"
+
+
+class CoroutineException:
+    """A value on the run queue meaning "throw this into the coroutine".
+
+    Not an exception itself: it wraps one (``.exc``). Operations never need to
+    build it by hand; ``sched.throw`` does.
+    """
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __repr__(self) -> str:
+        return f"CoroutineException({self.exc!r})"
+
+
+class Operation:
+    """Base class of everything a coroutine may yield.
+
+    Args:
+        prio: a :class:`~cogen.core.util.priority` value; ``DEFAULT`` uses the
+            scheduler's ``default_priority``.
+
+    Subclasses override :meth:`process`. An operation is also awaitable, so
+    ``async def`` coroutines write ``await events.Sleep(1)``.
+    """
+
+    __slots__ = ("prio",)
+    #: Timed operations override this; ``None`` means the scheduler never
+    #: arms a deadline for the operation.
+    timeout: Any = None
+
+    def __init__(self, prio: int = priority.DEFAULT) -> None:
+        self.prio = prio
+
+    def process(self, sched: Scheduler, coro: Coroutine) -> Any:
+        """Run the operation for ``coro``.
+
+        Returns the result to resume the coroutine with (an operation that has
+        no result returns itself), or :data:`~cogen.core.util.PENDING` after
+        arranging a wake-up. An exception raised here is thrown into the
+        coroutine. May be called again when a descriptor it waited on becomes
+        ready.
+        """
+        return self
+
+    def cleanup(self, sched: Scheduler, coro: Coroutine) -> None:
+        """Undo whatever parking ``process`` did; called when the deadline passes."""
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} at 0x{id(self):x}>"
+
+
+class TimedOperation(Operation):
+    """An operation that may wait, bounded by a timeout.
+
+    Args:
+        timeout: seconds to wait (a number or a ``datetime.timedelta``);
+            ``None`` (or ``-1``, the original's spelling) waits forever; left
+            out, the scheduler's ``default_timeout`` applies.
+        prio: see :class:`Operation`.
+
+    When the time runs out, :class:`OperationTimeout` is raised in the
+    coroutine and the operation is withdrawn (it will not complete later).
+    """
+
+    __slots__ = ("timeout",)
+
+    def __init__(self, timeout: Any = USE_DEFAULT, prio: int = priority.DEFAULT) -> None:
+        self.prio = prio
+        if timeout is not USE_DEFAULT and timeout is not None:
+            if isinstance(timeout, datetime.timedelta):
+                timeout = timeout.total_seconds()
+            elif isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+            if timeout == -1:
+                timeout = None
+            elif timeout < 0:
+                raise ValueError(f"timeout must not be negative, got {timeout!r}")
+        self.timeout = timeout
+
+
+class Sleep(Operation):
+    """Suspend the coroutine for ``delay`` seconds; result: the Sleep itself.
+
+    ``delay`` is a number of seconds, a ``datetime.timedelta`` or an absolute
+    ``datetime.datetime`` to wake at. ``Sleep(0)`` (or a negative delay) is a
+    pure yield: the coroutine goes to the back of the run queue, whatever the
+    priority.
+    """
+
+    __slots__ = ("delay",)
+
+    def __init__(self, delay: Any = 0, prio: int = priority.LAST) -> None:
+        self.prio = priority.LAST
+        if delay.__class__ is not int and delay.__class__ is not float:
+            delay = _seconds(delay)
+        self.delay = delay
+
+    def process(self, sched: Scheduler, coro: Coroutine) -> Any:
+        if self.delay <= 0:
+            return self
+        sched._sleep(self.delay, self, coro)
+        return PENDING
+
+    def __repr__(self) -> str:
+        return f"<Sleep {self.delay}s>"
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, datetime.datetime):
+        now = datetime.datetime.now(value.tzinfo)
+        return (value - now).total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"Sleep needs seconds, a timedelta or a datetime, not {value!r}")
+
+
+class WaitForSignal(TimedOperation):
+    """Wait until somebody yields ``Signal(name)``; result: the signalled value.
+
+    ``name`` is any hashable object.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: Any, timeout: Any = USE_DEFAULT, prio: int = priority.DEFAULT) -> None:
+        TimedOperation.__init__(self, timeout, prio)
+        self.name = name
+
+    def process(self, sched: Scheduler, coro: Coroutine) -> Any:
+        waiters = sched.sigwait.get(self.name)
+        if waiters is None:
+            waiters = sched.sigwait[self.name] = []
+        waiters.append((self, coro))
+        pending = sched.signals.get(self.name)
+        if pending is not None and len(waiters) >= pending[0].recipients:
+            sig, sigcoro = pending
+            del sched.signals[self.name]
+            sched._cancel_timer(sigcoro)
+            sched.resume(sigcoro, sig._fire(sched))
+        return PENDING
+
+    def cleanup(self, sched: Scheduler, coro: Coroutine) -> None:
+        waiters = sched.sigwait.get(self.name)
+        if waiters:
+            try:
+                waiters.remove((self, coro))
+            except ValueError:
+                pass
+            if not waiters:
+                del sched.sigwait[self.name]
+
+    def __repr__(self) -> str:
+        return f"<WaitForSignal {self.name!r}>"
+
+
+class Signal(TimedOperation):
+    """Wake the coroutines waiting on ``name``; result: how many were woken.
+
+    Every waiter gets ``value`` as its result. With ``recipients=N`` the
+    signalling coroutine waits (bounded by ``timeout``) until at least N
+    coroutines are waiting, then wakes them all, as in the original cogen.
+    """
+
+    __slots__ = ("name", "value", "recipients")
+
+    def __init__(self, name: Any, value: Any = None, recipients: int | None = None,
+                 timeout: Any = USE_DEFAULT, prio: int = priority.DEFAULT) -> None:
+        TimedOperation.__init__(self, timeout, prio)
+        self.name = name
+        self.value = value
+        self.recipients = recipients or 0
+
+    def process(self, sched: Scheduler, coro: Coroutine) -> Any:
+        waiting = sched.sigwait.get(self.name)
+        if self.recipients and (waiting is None or len(waiting) < self.recipients):
+            sched.signals[self.name] = (self, coro)
+            return PENDING
+        return self._fire(sched)
+
+    def _fire(self, sched: Scheduler) -> int:
+        waiters = sched.sigwait.pop(self.name, None)
+        if not waiters:
+            return 0
+        prio = self.prio if self.prio >= 0 else sched.default_priority
+        value = self.value
+        resume = sched.resume
+        if prio & priority.OP:
+            for _, wcoro in reversed(waiters):
+                resume(wcoro, value, True)
+        else:
+            for _, wcoro in waiters:
+                resume(wcoro, value)
+        return len(waiters)
+
+    def cleanup(self, sched: Scheduler, coro: Coroutine) -> None:
+        pending = sched.signals.get(self.name)
+        if pending is not None and pending[1] is coro:
+            del sched.signals[self.name]
+
+    def __repr__(self) -> str:
+        return f"<Signal {self.name!r}>"
+
+
+class AddCoro(Operation):
+    """Start another coroutine; result: the new coroutine instance.
+
+    ``coro`` is a ``@coroutine`` function (called with ``args``/``kwargs``),
+    or a coroutine instance. With the ``OP`` priority bit the new coroutine
+    runs before the ones already queued.
+    """
+
+    __slots__ = ("coro", "args", "kwargs")
+
+    def __init__(self, coro: Callable[..., Any] | Coroutine, args: tuple[Any, ...] = (),
+                 kwargs: dict[str, Any] | None = None, prio: int = priority.DEFAULT) -> None:
+        self.prio = prio
+        self.coro = coro
+        self.args = args
+        self.kwargs = kwargs or {}
+
+    def process(self, sched: Scheduler, coro: Coroutine) -> Any:
+        prio = self.prio if self.prio >= 0 else sched.default_priority
+        return sched.add(self.coro, args=self.args, kwargs=self.kwargs,
+                         prio=priority.FIRST if prio & priority.OP else priority.LAST)
+
+
+class Join(TimedOperation):
+    """Wait for a coroutine to finish; result: its return value.
+
+    If it failed, its exception is raised in the joining coroutine. Joining a
+    coroutine that already finished completes at once.
+    """
+
+    __slots__ = ("coro",)
+
+    def __init__(self, coro: Coroutine, timeout: Any = USE_DEFAULT, prio: int = priority.DEFAULT) -> None:
+        TimedOperation.__init__(self, timeout, prio)
+        if not hasattr(coro, "waiters"):
+            raise TypeError(f"Join needs a coroutine instance, not {coro!r}")
+        self.coro = coro
+
+    def process(self, sched: Scheduler, coro: Coroutine) -> Any:
+        target = self.coro
+        if target.state >= target.STATE_COMPLETED:
+            if target.exception is not None:
+                raise target.exception
+            return target.result
+        target.waiters.append(coro)
+        return PENDING
+
+    def cleanup(self, sched: Scheduler, coro: Coroutine) -> None:
+        try:
+            self.coro.waiters.remove(coro)
+        except ValueError:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<Join {self.coro!r}>"
+
+
+def Call(coro: Callable[..., Any], args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
+         **_ignored: Any) -> Coroutine:
+    """The original's ``events.Call``: ``yield Call(f, args)`` is ``yield f(*args)``."""
+    return coro(*args, **(kwargs or {}))
+
+

@@ -1,0 +1,501 @@
+"""The scheduler: run queue, timers, reactor and thread-safe wake-up.
+
+Theory of operation
+-------------------
+``active`` is a deque of ``(value, coroutine)`` pairs: the coroutine is to be
+resumed with ``value`` (or, when the value is a ``CoroutineException``, have
+the wrapped exception thrown in). One *iteration* of the loop steps every
+pair that was queued when it began, then asks the reactor for ready
+descriptors (without blocking if there is more to run, else until the next
+timer), then fires due timers and calls queued thread callbacks.
+
+Stepping a coroutine sends it its value and gets an operation back; the
+operation's ``process`` either returns a result (the coroutine is resumed
+at once or queued, by priority) or ``PENDING`` (it parked the coroutine; a
+timed operation then gets a deadline on the timer heap).
+
+Timers are ``[deadline, seq, kind, op, coro]`` lists on a heap; cancelling
+one blanks its ``kind`` and the heap is rebuilt when cancelled entries
+outnumber live ones, so short waits that complete early (the common case for
+a server) cost no more than a push.
+"""
+from __future__ import annotations
+
+import heapq
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from cogen.core import coroutines as _coroutines
+from cogen.core.coroutines import Coroutine
+from cogen.core.events import CoroutineException, OperationTimeout
+from cogen.core.reactors import Reactor, get_reactor
+from cogen.core.util import PENDING, USE_DEFAULT, priority
+
+__all__ = ["Scheduler"]
+
+log = logging.getLogger("cogen")
+
+_SLEEP, _TIMEOUT, _CALL = 1, 2, 3
+_monotonic = time.monotonic
+
+
+class Scheduler:
+    """Runs coroutines.
+
+    Args:
+        reactor: a reactor name (``'epoll'``, ``'kqueue'``, ``'poll'``,
+            ``'select'``), class or instance; None picks the best one.
+        default_priority: the :class:`~cogen.core.util.priority` used by
+            operations that do not set one (``LAST`` by default).
+        default_timeout: seconds that timed operations get when they do not
+            set ``timeout=`` (None: wait forever).
+        reactor_resolution: the longest a single reactor poll may block
+            (None: as long as needed).
+        proactor, proactor_resolution, proactor_multiplex_first,
+        proactor_greedy, proactor_default_size, ops_greedy: the original's
+            later names; ``proactor*`` map onto ``reactor*``, the others are
+            accepted and have no effect (operations always try their system
+            call before waiting).
+    """
+
+    def __init__(self, reactor: Any = None, default_priority: int = priority.LAST,
+                 default_timeout: float | None = None, reactor_resolution: float | None = None,
+                 *, proactor: Any = None, proactor_resolution: float | None = None,
+                 proactor_multiplex_first: bool | None = None, proactor_greedy: bool | None = None,
+                 proactor_default_size: int | None = None, ops_greedy: bool | None = None) -> None:
+        if default_priority < 0:
+            raise ValueError(f"default_priority must be a priority, not {default_priority!r}")
+        if default_timeout is not None and default_timeout < 0:
+            default_timeout = None
+        self.reactor: Reactor = get_reactor(reactor if reactor is not None else proactor,
+                                            reactor_resolution if reactor_resolution is not None
+                                            else proactor_resolution)
+        self.default_priority = default_priority
+        self.default_timeout = default_timeout
+        self.active: deque[tuple[Any, Coroutine]] = deque()
+        self.sigwait: dict[Any, list[tuple[Any, Coroutine]]] = {}
+        self.signals: dict[Any, tuple[Any, Coroutine]] = {}
+        self.timers: list[list[Any]] = []
+        self._timer_seq = 0
+        self._timers_live = 0
+        self._timers_dead = 0
+        self._ready: list[tuple[Any, Coroutine]] = []
+        self._callbacks: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wake_pending = False
+        self.reactor.set_wakeup_fd(self._wake_r.fileno())
+        #: Operations waiting on something outside the scheduler (a thread):
+        #: while above zero, ``run()`` keeps waiting for them.
+        self.pending_external = 0
+        self.running = False
+        self._stopping = False
+        self._closed = False
+        self._thread_id: int | None = None
+
+    # -- the original's later names -------------------------------------------------
+    @property
+    def proactor(self) -> Reactor:
+        """The reactor, under the original's later name."""
+        return self.reactor
+
+    @property
+    def poll(self) -> Reactor:
+        """The reactor, under the original's earlier name."""
+        return self.reactor
+
+    # -- adding coroutines ----------------------------------------------------------
+    def add(self, coro: Any, *pos_args: Any, args: tuple[Any, ...] = (),
+            kwargs: dict[str, Any] | None = None, prio: int = priority.LAST) -> Coroutine:
+        """Add a coroutine to run; returns its :class:`Coroutine` instance.
+
+        ``coro`` is a ``@coroutine`` function (called with the arguments), a
+        plain generator/``async def``/regular function (wrapped), or an
+        instance not started yet. Arguments are given positionally
+        (``sched.add(handler, conn, addr)``) or as ``args=``/``kwargs=``. With
+        ``prio=priority.FIRST`` it runs before the coroutines already queued.
+        """
+        if pos_args:
+            if args:
+                raise TypeError("give the arguments positionally or as args=, not both")
+            args = pos_args
+        if isinstance(coro, Coroutine):
+            if args or kwargs:
+                raise TypeError(f"{coro!r} is already an instance; it takes no arguments")
+            instance = coro
+            if instance.state != Coroutine.STATE_NEED_INIT or instance.caller is not None:
+                raise ValueError(f"{instance!r} was already started")
+        elif getattr(coro, "is_cogen_coroutine", False):
+            instance = coro(*args, **(kwargs or {}))
+        elif callable(coro) or hasattr(coro, "send"):
+            instance = Coroutine(coro, *args, **(kwargs or {}))
+        else:
+            raise TypeError(f"cannot add {coro!r}: not a coroutine")
+        if prio > 0 and prio & priority.OP:
+            self.active.appendleft((None, instance))
+        else:
+            self.active.append((None, instance))
+        return instance
+
+    # -- the interface operations use -----------------------------------------------
+    def resume(self, coro: Coroutine, value: Any, first: bool = False) -> None:
+        """Queue ``coro`` to be resumed with ``value`` (at the front if ``first``)."""
+        timer = coro._timer
+        if timer is not None:
+            self._kill_timer(coro, timer)
+        if first:
+            self.active.appendleft((value, coro))
+        else:
+            self.active.append((value, coro))
+
+    def throw(self, coro: Coroutine, exc: BaseException, first: bool = False) -> None:
+        """Queue ``coro`` to have ``exc`` raised at its yield."""
+        self.resume(coro, CoroutineException(exc), first)
+
+    def wait_readable(self, fd: int, owner: Any, op: Any, coro: Coroutine) -> None:
+        """Park ``coro`` until ``fd`` is readable; then ``op.process`` runs again."""
+        coro._io = fd
+        self.reactor.add_reader(fd, owner, op, coro)
+
+    def wait_writable(self, fd: int, owner: Any, op: Any, coro: Coroutine) -> None:
+        """Park ``coro`` until ``fd`` is writable; then ``op.process`` runs again."""
+        coro._io = ~fd
+        self.reactor.add_writer(fd, owner, op, coro)
+
+    def forget_fd(self, fd: int, exc: BaseException | None = None) -> None:
+        """Tell the reactor ``fd`` is closing; waiters on it get ``exc`` if given."""
+        for _op, coro in self.reactor.forget(fd):
+            coro._io = None
+            if exc is not None:
+                self.throw(coro, exc)
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> list[Any]:
+        """Call ``fn(*args)`` from the loop after ``delay`` seconds; returns a handle for ``cancel_call``."""
+        return self._push_timer(delay, _CALL, fn, args)
+
+    def cancel_call(self, handle: list[Any]) -> None:
+        """Cancel a ``call_later`` that has not run yet."""
+        if handle[2]:
+            handle[2] = 0
+            self._timers_live -= 1
+            self._timers_dead += 1
+
+    def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        """From any thread: have the loop call ``fn(*args)`` soon, waking it if it sleeps."""
+        with self._lock:
+            self._callbacks.append((fn, args))
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass
+
+    wakeup = call_soon_threadsafe
+
+    # -- timers ---------------------------------------------------------------------
+    def _push_timer(self, delay: float, kind: int, a: Any, b: Any) -> list[Any]:
+        self._timer_seq += 1
+        entry = [_monotonic() + delay, self._timer_seq, kind, a, b]
+        heapq.heappush(self.timers, entry)
+        self._timers_live += 1
+        return entry
+
+    def _sleep(self, delay: float, op: Any, coro: Coroutine) -> None:
+        coro._timer = self._push_timer(delay, _SLEEP, op, coro)
+
+    def _arm(self, op: Any, coro: Coroutine, timeout: Any) -> None:
+        if timeout is USE_DEFAULT:
+            timeout = self.default_timeout
+            if timeout is None:
+                return
+        coro._timer = self._push_timer(timeout, _TIMEOUT, op, coro)
+
+    def _kill_timer(self, coro: Coroutine, timer: list[Any]) -> None:
+        coro._timer = None
+        if timer[2]:
+            timer[2] = 0
+            self._timers_live -= 1
+            self._timers_dead += 1
+            if self._timers_dead > 512 and self._timers_dead > self._timers_live:
+                self.timers = [t for t in self.timers if t[2]]
+                heapq.heapify(self.timers)
+                self._timers_dead = 0
+
+    def _cancel_timer(self, coro: Coroutine) -> None:
+        if coro._timer is not None:
+            self._kill_timer(coro, coro._timer)
+
+    def _fire_timers(self, now: float) -> None:
+        timers = self.timers
+        pop = heapq.heappop
+        while timers and timers[0][0] <= now:
+            entry = pop(timers)
+            kind = entry[2]
+            if not kind:
+                self._timers_dead -= 1
+                continue
+            self._timers_live -= 1
+            entry[2] = 0
+            if kind == _SLEEP:
+                coro = entry[4]
+                coro._timer = None
+                self.active.append((entry[3], coro))
+            elif kind == _TIMEOUT:
+                op, coro = entry[3], entry[4]
+                coro._timer = None
+                self._timeout(op, coro)
+            else:
+                try:
+                    entry[3](*entry[4])
+                except Exception:
+                    log.exception("error in timer callback %r", entry[3])
+
+    def _timeout(self, op: Any, coro: Coroutine) -> None:
+        io = coro._io
+        if io is not None:
+            coro._io = None
+            if io >= 0:
+                self.reactor.remove_reader(io)
+            else:
+                self.reactor.remove_writer(~io)
+        try:
+            op.cleanup(self, coro)
+        except Exception as exc:
+            self.active.append((CoroutineException(exc), coro))
+            return
+        timeout = op.timeout
+        if timeout is USE_DEFAULT:
+            timeout = self.default_timeout
+        self.active.append((CoroutineException(OperationTimeout(op, timeout)), coro))
+
+    # -- stepping coroutines --------------------------------------------------------
+    def _run_active(self) -> None:
+        """Step every pair that is queued now (not the ones this queues)."""
+        active = self.active
+        popleft = active.popleft
+        append = active.append
+        default_prio = self.default_priority
+        n = len(active)
+        mod = _coroutines
+        while n:
+            n -= 1
+            val, coro = popleft()
+            mod.current = coro
+            while True:
+                try:
+                    if val.__class__ is CoroutineException:
+                        op = coro.throw(val.exc)
+                    else:
+                        op = coro.send(val)
+                except StopIteration as stop:
+                    self._finish(coro, stop.value, None)
+                    break
+                except (KeyboardInterrupt, SystemExit):
+                    mod.current = None
+                    raise
+                except BaseException as exc:
+                    self._finish(coro, None, exc)
+                    break
+                if op is None:
+                    append((None, coro))
+                    break
+                try:
+                    process = op.process
+                except AttributeError:
+                    val = self._not_an_operation(op)
+                    continue
+                try:
+                    result = process(self, coro)
+                except Exception as exc:
+                    val = CoroutineException(exc)
+                    continue
+                if result is PENDING:
+                    timeout = op.timeout
+                    if timeout is not None and coro._timer is None:
+                        self._arm(op, coro, timeout)
+                    break
+                prio = op.prio
+                if prio < 0:
+                    prio = default_prio
+                if prio & 1:
+                    val = result
+                    continue
+                append((result, coro))
+                break
+        mod.current = None
+
+    def _not_an_operation(self, op: Any) -> Any:
+        if hasattr(op, "send") and hasattr(op, "throw"):
+            # a bare generator or native coroutine object: call it as a sub-coroutine
+            return CoroutineException(TypeError(
+                f"yielded a generator object {op!r}; decorate its function with @coroutine to call it"))
+        return CoroutineException(TypeError(
+            f"yielded {op!r} ({type(op).__name__}), which is not an operation; "
+            f"yield an Operation, a coroutine instance or None"))
+
+    def _finish(self, coro: Coroutine, result: Any, exc: BaseException | None) -> None:
+        coro.gen = None
+        coro.send = None  # type: ignore[assignment]
+        if exc is None:
+            coro.state = Coroutine.STATE_COMPLETED
+            coro.result = result
+            value = result
+        else:
+            coro.state = Coroutine.STATE_FAILED
+            coro.exception = exc
+            value = CoroutineException(exc)
+        caller = coro.caller
+        if caller is not None:
+            coro.caller = None
+            self.active.appendleft((value, caller))
+        elif exc is not None and not coro.waiters:
+            log.error("unhandled exception in coroutine %r", coro, exc_info=exc)
+        if coro.waiters:
+            waiters = coro.waiters
+            coro.waiters = []
+            for w in waiters:
+                self.resume(w, value)
+
+    def _process_ready(self) -> None:
+        ready = self._ready
+        if not ready:
+            return
+        self._ready = []
+        append = self.active.append
+        for op, coro in ready:
+            coro._io = None
+            try:
+                result = op.process(self, coro)
+            except Exception as exc:
+                self.throw(coro, exc)
+                continue
+            if result is not PENDING:
+                timer = coro._timer
+                if timer is not None:
+                    self._kill_timer(coro, timer)
+                append((result, coro))
+
+    def _run_callbacks(self) -> None:
+        with self._lock:
+            callbacks = self._callbacks
+            self._callbacks = deque()
+            self._wake_pending = False
+        for fn, args in callbacks:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("error in callback %r", fn)
+
+    # -- the loop -------------------------------------------------------------------
+    def has_work(self) -> bool:
+        """True while some coroutine can still run (now or after a wait)."""
+        return bool(self.active or self._timers_live or self.reactor
+                    or self.pending_external > 0 or self._callbacks or self._ready)
+
+    def run_once(self, timeout: float | None = 0.0) -> bool:
+        """Run one iteration, waiting at most ``timeout`` seconds for I/O or timers.
+
+        Returns :meth:`has_work`. This is the way to drive cogen from another
+        event loop: call it whenever that loop is idle.
+        """
+        if self.active:
+            self._run_active()
+        if self.active or self._callbacks:
+            wait: float | None = 0.0
+        elif self._timers_live:
+            wait = max(0.0, self.timers[0][0] - _monotonic())
+            if timeout is not None and wait > timeout:
+                wait = timeout
+        elif self.reactor or self.pending_external > 0:
+            wait = timeout
+        else:
+            wait = 0.0
+        if wait != 0.0 or self.reactor:
+            self.reactor.poll(wait, self._ready)
+            self._process_ready()
+        if self._timers_live or self._timers_dead:
+            timers = self.timers
+            if timers:
+                now = _monotonic()
+                if timers[0][0] <= now:
+                    self._fire_timers(now)
+        if self._callbacks:
+            self._run_callbacks()
+        return self.has_work()
+
+    def iter_run(self) -> Iterator[None]:
+        """The loop as a generator: one iteration per ``next()``."""
+        self.running = True
+        self._thread_id = threading.get_ident()
+        try:
+            while not self._stopping and self.has_work():
+                self.run_once(None)
+                yield
+        finally:
+            self.running = False
+            self._stopping = False
+
+    def run(self) -> None:
+        """Run until no coroutine can ever run again, or :meth:`stop` is called."""
+        self.running = True
+        self._thread_id = threading.get_ident()
+        run_once = self.run_once
+        has_work = self.has_work
+        try:
+            while not self._stopping and has_work():
+                run_once(None)
+        finally:
+            self.running = False
+            self._stopping = False
+
+    def stop(self) -> None:
+        """Make :meth:`run` return after the current iteration (thread-safe)."""
+        self._stopping = True
+        if self._thread_id is not None and threading.get_ident() != self._thread_id:
+            self.call_soon_threadsafe(lambda: None)
+
+    def shutdown(self) -> None:
+        """Stop the loop and release the reactor and the wake-up sockets.
+
+        Coroutines still suspended are closed (``GeneratorExit`` at their
+        yield, so their ``finally`` blocks run).
+        """
+        self.stop()
+        if self.running and threading.get_ident() == self._thread_id:
+            return  # the loop closes things when it returns; see close()
+        self.close()
+
+    def close(self) -> None:
+        """Close suspended coroutines and release OS resources (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        seen: set[int] = set()
+        for _val, coro in list(self.active):
+            if id(coro) not in seen:
+                seen.add(id(coro))
+                coro.close()
+        self.active.clear()
+        for table in (self.reactor.readers, self.reactor.writers):
+            for _op, coro in list(table.values()):
+                coro.close()
+            table.clear()
+        self.reactor.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def __repr__(self) -> str:
+        return (f"<Scheduler active:{len(self.active)} timers:{self._timers_live} "
+                f"reactor:{self.reactor!r} default_priority:{self.default_priority} "
+                f"default_timeout:{self.default_timeout}>")
+
+
