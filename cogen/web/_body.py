@@ -1,0 +1,204 @@
+"""Request bodies: reading them from the connection, buffering, streaming."""
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Generator
+from typing import Any
+
+from cogen.core.coroutines import Coroutine
+from cogen.core.events import Operation
+from cogen.web.http import ChunkedDecoder
+
+__all__ = ["BodySource", "AsyncInput", "UnreadableInput", "read_whole_body"]
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class BodySource:
+    """The body of one request, read off its connection piece by piece.
+
+    ``conn`` provides ``buf`` (received bytes not consumed yet) and the
+    generator methods ``recv_more(timeout)`` and ``send(data)``.
+    """
+
+    __slots__ = ("conn", "remaining", "decoder", "expect_continue", "pending", "received",
+                 "timeout")
+
+    def __init__(self, conn: Any, content_length: int | None, chunked: bool,
+                 expect_continue: bool, max_body: int | None, timeout: float | None) -> None:
+        self.conn = conn
+        self.remaining = content_length or 0
+        self.decoder = ChunkedDecoder(max_body=max_body) if chunked else None
+        self.expect_continue = expect_continue
+        self.pending = b""
+        self.received = 0
+        self.timeout = timeout
+
+    @property
+    def done(self) -> bool:
+        """True once the whole body was consumed."""
+        if self.pending:
+            return False
+        if self.decoder is not None:
+            return self.decoder.done
+        return self.remaining == 0
+
+    def read_some(self, limit: int = 65536) -> Generator[Any, Any, bytes]:
+        """Return the next 1..limit body bytes, or b'' at the end of the body."""
+        if self.pending:
+            data, self.pending = self.pending[:limit], self.pending[limit:]
+            return data
+        conn = self.conn
+        decoder = self.decoder
+        while True:
+            if decoder is not None:
+                if decoder.done:
+                    return b""
+                if conn.buf:
+                    data, used = decoder.decode(conn.buf)
+                    if used:
+                        conn.buf = conn.buf[used:]
+                    if data:
+                        self.received += len(data)
+                        if len(data) > limit:
+                            data, self.pending = data[:limit], data[limit:]
+                        return data
+                    if decoder.done:
+                        return b""
+                    if used:
+                        continue
+            else:
+                remaining = self.remaining
+                if not remaining:
+                    return b""
+                buf = conn.buf
+                if buf:
+                    n = min(remaining, limit, len(buf))
+                    if n == len(buf):
+                        data = buf
+                        conn.buf = b""
+                    else:
+                        data = buf[:n]
+                        conn.buf = buf[n:]
+                    self.remaining = remaining - n
+                    self.received += n
+                    return bytes(data)
+            if self.expect_continue:
+                self.expect_continue = False
+                yield from conn.send(CONTINUE)
+            yield from conn.recv_more(self.timeout)
+
+
+def read_whole_body(source: BodySource, memory_limit: int) -> Generator[Any, Any, tuple[Any, int]]:
+    """Read all of ``source`` into a file-like (BytesIO, or a temp file beyond ``memory_limit``).
+
+    Returns ``(stream positioned at 0, length)``.
+    """
+    parts = []
+    size = 0
+    spool: Any = None
+    while True:
+        data = yield from source.read_some(262144)
+        if not data:
+            break
+        size += len(data)
+        if spool is None:
+            parts.append(data)
+            if size > memory_limit:
+                spool = tempfile.TemporaryFile()
+                spool.write(b"".join(parts))
+                parts = []
+        else:
+            spool.write(data)
+    if spool is None:
+        return io.BytesIO(parts[0] if len(parts) == 1 else b"".join(parts)), size
+    spool.seek(0)
+    return spool, size
+
+
+class UnreadableInput(io.RawIOBase):
+    """``wsgi.input`` of a streaming request: reading it synchronously is an error."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        raise OSError("this app streams its request body: read it with environ['cogen.input'] "
+                      "operations, or wrap the app in cogen.web.extensions.sync_input")
+
+
+class _Immediate(Operation):
+    """An operation whose result is known when it is made (buffered input)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.prio = -1
+        self.value = value
+
+    def process(self, sched: Any, coro: Any) -> Any:
+        return self.value
+
+
+class AsyncInput:
+    """``environ['cogen.input']``: the request body through operations.
+
+    ``read(n)`` gives up to ``n`` bytes (at least one unless the body is
+    over: then ``b''``), ``read()`` the rest of the body, ``readline(n)`` one
+    line of at most ``n`` bytes. Each returns an operation to yield.
+    """
+
+    __slots__ = ("stream", "source", "is_buffered")
+
+    def __init__(self, stream: Any = None, source: BodySource | None = None) -> None:
+        self.stream = stream
+        self.source = source
+        self.is_buffered = source is None
+
+    def read(self, size: int = -1) -> Any:
+        if self.source is None:
+            return _Immediate(self.stream.read(size) if size is not None and size >= 0
+                              else self.stream.read())
+        return Coroutine(self._read, size)
+
+    def readline(self, size: int = -1) -> Any:
+        if self.source is None:
+            return _Immediate(self.stream.readline(size if size is not None else -1))
+        return Coroutine(self._readline, size)
+
+    def _read(self, size: int | None) -> Generator[Any, Any, bytes]:
+        source = self.source
+        assert source is not None
+        if size is not None and size >= 0:
+            if size == 0:
+                return b""
+            return (yield from source.read_some(size))
+        parts = []
+        while True:
+            data = yield from source.read_some(262144)
+            if not data:
+                return b"".join(parts)
+            parts.append(data)
+
+    def _readline(self, size: int | None) -> Generator[Any, Any, bytes]:
+        source = self.source
+        assert source is not None
+        limit = size if size is not None and size >= 0 else 1 << 62
+        parts: list[bytes] = []
+        got = 0
+        while got < limit:
+            data = yield from source.read_some(limit - got)
+            if not data:
+                break
+            nl = data.find(b"\n")
+            if nl >= 0 and nl + 1 < len(data):
+                source.pending = data[nl + 1:] + source.pending
+                data = data[:nl + 1]
+            parts.append(data)
+            got += len(data)
+            if nl >= 0:
+                break
+        return b"".join(parts)
+
+

@@ -1,0 +1,328 @@
+"""One WSGI call: start_response, write(), iterating the app, sending the body."""
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Generator
+from typing import Any
+
+from cogen.core.coroutines import Coroutine
+from cogen.core.events import Operation, OperationTimeout
+from cogen.web import http as _http
+from cogen.web._io import ClientDisconnected, send_file
+
+__all__ = ["_Response"]
+
+error_log = logging.getLogger("cogen.web.error")
+_format_head = _http.format_response_head
+_chunk = _http.chunk
+_LAST_CHUNK = _http.LAST_CHUNK
+_NO_LENGTH_STATUS = ("1", "204", "304")
+
+
+def _is_op(item: Any) -> bool:
+    return isinstance(item, (Operation, Coroutine))
+
+
+class _Response:
+    """The state of one response while the app produces it."""
+
+    __slots__ = ("server", "conn", "head", "environ", "status", "headers", "headers_sent",
+                 "keep_alive", "body_sent", "pending", "has_body", "chunked", "left")
+
+    def __init__(self, server: Any, conn: Any, head: Any, environ: dict[str, Any]) -> None:
+        self.server = server
+        self.conn = conn
+        self.head = head
+        self.environ = environ
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.headers_sent = False
+        self.keep_alive = head.keep_alive
+        self.body_sent = 0
+        self.pending: list[bytes] | None = None
+        self.has_body = True
+        self.chunked = False
+        self.left: int | None = None
+
+    # -- the WSGI callables ---------------------------------------------------------
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Any:
+        """PEP 3333 ``start_response``; returns the ``write`` callable."""
+        if exc_info is not None:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response called a second time without exc_info")
+        if type(status) is not str:
+            raise TypeError(f"status must be a str, not {type(status).__name__}: {status!r}")
+        if type(headers) is not list:
+            raise TypeError(f"headers must be a list, not {type(headers).__name__}")
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2 or type(item[0]) is not str \
+                    or type(item[1]) is not str:
+                raise TypeError(f"each header must be a (str, str) tuple, not {item!r}")
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """PEP 3333 ``write``: the data is sent before the app's next item is taken."""
+        if self.status is None:
+            raise AssertionError("write() called before start_response")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"write() needs bytes, not {type(data).__name__}")
+        if self.pending is None:
+            self.pending = []
+        self.pending.append(bytes(data))
+
+    # -- running the app on the connection's coroutine ------------------------------
+    def run(self) -> Generator[Any, Any, bool]:
+        """Call the app and send its response; returns False if the connection must close."""
+        environ = self.environ
+        try:
+            result = self.server.app(environ, self.start_response)
+        except Exception:
+            yield from self._app_failed(sys.exc_info())
+            return False
+        try:
+            if result.__class__ is list and self.pending is None and self.status is not None \
+                    and len(result) == 1 and result[0].__class__ is bytes:
+                body = result[0]
+                yield from self._send(body, len(body))
+                return True
+            if self.status is not None and self.pending is None \
+                    and hasattr(result, "sendfile_range") and (yield from self.send_file(result)):
+                yield from self._finish()
+                return True
+            gate = environ["cogen"]
+            iterator = iter(result)
+            while True:
+                try:
+                    chunk = next(iterator)
+                except StopIteration:
+                    break
+                if self.pending is not None:
+                    yield from self._flush_pending()
+                op = gate.operation
+                if op is not None or chunk.__class__ is not bytes and _is_op(chunk):
+                    if op is None:
+                        op = chunk
+                        chunk = b""
+                    else:
+                        gate.operation = None
+                    try:
+                        gate.result = yield op
+                        gate.exception = None
+                    except (ClientDisconnected, GeneratorExit):
+                        raise
+                    except Exception as exc:
+                        gate.result = exc
+                        gate.exception = sys.exc_info()
+                if chunk:
+                    yield from self._send(self._check_chunk(chunk), None)
+            if self.pending is not None:
+                yield from self._flush_pending()
+            yield from self._finish()
+            return True
+        except (ClientDisconnected, OperationTimeout):
+            raise
+        except Exception:
+            yield from self._app_failed(sys.exc_info())
+            return False
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    error_log.exception("error closing the response iterable of %s %s",
+                                        self.head.method, self.head.target)
+
+    # -- running the app in a thread pool -------------------------------------------
+    def run_threaded(self, pool: Any) -> Generator[Any, Any, bool]:
+        """Like :meth:`run`, with the app call and each ``next()`` in ``pool``."""
+        from cogen.core import threads
+        environ = self.environ
+        try:
+            result = yield threads.Run(self.server.app, environ, self.start_response, pool=pool)
+        except Exception:
+            yield from self._app_failed(sys.exc_info())
+            return False
+        try:
+            iterator = iter(result)
+            if result.__class__ is list or result.__class__ is tuple:
+                step = None
+            else:
+                step = _threaded_next
+            gate = environ["cogen"]
+            while True:
+                if step is None:
+                    chunk = next(iterator, _DONE)
+                else:
+                    chunk = yield threads.Run(step, iterator, pool=pool)
+                if chunk is _DONE:
+                    break
+                if self.pending is not None:
+                    yield from self._flush_pending()
+                op = gate.operation
+                if op is not None or chunk.__class__ is not bytes and _is_op(chunk):
+                    if op is None:
+                        op = chunk
+                        chunk = b""
+                    else:
+                        gate.operation = None
+                    try:
+                        gate.result = yield op
+                        gate.exception = None
+                    except (ClientDisconnected, GeneratorExit):
+                        raise
+                    except Exception as exc:
+                        gate.result = exc
+                        gate.exception = sys.exc_info()
+                if chunk:
+                    yield from self._send(self._check_chunk(chunk), None)
+            if self.pending is not None:
+                yield from self._flush_pending()
+            yield from self._finish()
+            return True
+        except (ClientDisconnected, OperationTimeout):
+            raise
+        except Exception:
+            yield from self._app_failed(sys.exc_info())
+            return False
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    yield threads.Run(close, pool=pool)
+                except Exception:
+                    error_log.exception("error closing the response iterable of %s %s",
+                                        self.head.method, self.head.target)
+
+    # -- sending --------------------------------------------------------------------
+    @staticmethod
+    def _check_chunk(chunk: Any) -> bytes:
+        if chunk.__class__ is bytes:
+            return chunk
+        if isinstance(chunk, (bytearray, memoryview)):
+            return bytes(chunk)
+        raise TypeError(f"the app yielded {type(chunk).__name__} {chunk!r:.60}; WSGI bodies are bytes")
+
+    def _flush_pending(self) -> Generator[Any, Any, None]:
+        pending = self.pending or []
+        self.pending = None
+        for data in pending:
+            if data:
+                yield from self._send(data, None)
+        if not self.headers_sent:
+            yield from self._send(b"", None)
+
+    def _head(self, total: int | None) -> bytes:
+        """Serialise the head; ``total`` is the whole body's length when known."""
+        status = self.status
+        if status is None:
+            raise AssertionError("the app returned without calling start_response")
+        headers = self.headers
+        if total is not None and not status.startswith(_NO_LENGTH_STATUS):
+            for name, _ in headers:
+                if len(name) == 14 and name.lower() == "content-length":
+                    break
+            else:
+                headers = headers + [("Content-Length", str(total))]
+        server = self.server
+        head_bytes, framing = _format_head(status, headers, request=self.head,
+                                           keep_alive=not server._closing,
+                                           server=server.options["ident"])
+        self.headers_sent = True
+        self.keep_alive = framing.keep_alive
+        self.has_body = framing.has_body
+        self.chunked = framing.chunked
+        self.left = framing.content_length if framing.has_body else None
+        return head_bytes
+
+    def _send(self, data: bytes, total: int | None) -> Generator[Any, Any, None]:
+        """Send a piece of body (the head first if not sent yet)."""
+        out = self._head(total) if not self.headers_sent else b""
+        if self.has_body and data:
+            left = self.left
+            if left is not None:
+                if len(data) > left:
+                    error_log.warning("%s %s: the app yielded more than its Content-Length; "
+                                      "the excess was not sent", self.head.method, self.head.target)
+                    data = data[:left]
+                    self.keep_alive = False
+                self.left = left - len(data)
+            self.body_sent += len(data)
+            out = out + _chunk(data) if self.chunked else out + data if out else data
+        if out:
+            yield from self.conn.send(out)
+
+    def send_file(self, wrapper: Any) -> Generator[Any, Any, bool]:
+        """Send a ``wsgi.file_wrapper`` with sendfile; False if it cannot be."""
+        rng = wrapper.sendfile_range()
+        if rng is None or not hasattr(self.conn.sock, "getpeername") \
+                or self.conn.sock.__class__.__name__ == "SSLSocket":
+            return False
+        fd, offset, size = rng
+        out = self._head(None) if not self.headers_sent else b""
+        if not self.has_body:
+            if out:
+                yield from self.conn.send(out)
+            return True
+        if self.left is not None:
+            size = min(size, self.left)
+        if self.chunked:
+            if size == 0:
+                if out:
+                    yield from self.conn.send(out)
+                return True
+            out += b"%x\r\n" % size
+        if out:
+            yield from self.conn.send(out)
+        timeout = self.server.options["sendfile_timeout"] or self.conn.send_timeout
+        sent = yield from send_file(self.conn.sock, self.conn.waiter, fd, offset, size, timeout)
+        self.body_sent += sent
+        if self.left is not None:
+            self.left -= sent
+        if sent < size:
+            self.keep_alive = False
+            raise ClientDisconnected("the file was shorter than announced")
+        if self.chunked:
+            yield from self.conn.send(b"\r\n")
+        return True
+
+    def _finish(self) -> Generator[Any, Any, None]:
+        if not self.headers_sent:
+            yield from self._send(b"", 0)
+            return
+        if self.chunked:
+            yield from self.conn.send(_LAST_CHUNK)
+        elif self.left:
+            error_log.warning("%s %s: the app yielded %d bytes less than its Content-Length",
+                              self.head.method, self.head.target, self.left)
+            self.keep_alive = False
+
+    def _app_failed(self, exc_info: Any) -> Generator[Any, Any, None]:
+        head = self.head
+        error_log.error("error in the application serving %s %s", head.method, head.target,
+                        exc_info=exc_info)
+        self.keep_alive = False
+        if not self.headers_sent:
+            self.status = "500 Internal Server Error"
+            self.headers_sent = True
+            data = _http.simple_response(500, "Internal Server Error", b"Internal Server Error\n",
+                                         server=self.server.options["ident"])
+            if head.method == "HEAD":
+                data = data[:data.index(b"\r\n\r\n") + 4]
+            yield from self.conn.send(data)
+
+
+_DONE = object()
+
+
+def _threaded_next(iterator: Any) -> Any:
+    return next(iterator, _DONE)

@@ -1,0 +1,230 @@
+"""The server's options, defined once.
+
+Each :class:`Option` has a name, a converter (from a string, for the CLI and
+PasteDeploy), a default and a help text. ``WSGIServer(**options)``, the
+``cogen-web`` flags, the PasteDeploy ``[server:main]`` keys and the docs are
+all generated from :data:`OPTIONS`, so they cannot drift apart.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+__all__ = ["Option", "OPTIONS", "OPTIONS_BY_NAME", "ALIASES", "resolve_options", "as_bool",
+           "as_seconds", "as_size", "as_int", "as_list"]
+
+
+def as_bool(value: Any) -> bool:
+    """``'true'/'yes'/'on'/'1'`` and their opposites, or a bool."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected a boolean (true/false), got {value!r}")
+
+
+def as_int(value: Any) -> int:
+    """A whole number >= 0."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"expected a number >= 0, got {value!r}")
+    return number
+
+
+def as_seconds(value: Any) -> float | None:
+    """Seconds (a number >= 0); ``none``/``off``/``0`` where documented mean no limit."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() in ("none", "off", "never"):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number of seconds, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if number < 0 or number != number:
+        raise ValueError(f"expected a number of seconds >= 0, got {value!r}")
+    return number
+
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
+          "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+
+
+def as_size(value: Any) -> int | None:
+    """A size in bytes, with an optional unit: ``65536``, ``64k``, ``10MB``; ``none`` for no limit."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"expected a size >= 0, got {value!r}")
+        return value
+    text = str(value).strip().lower()
+    if text in ("none", "off", "unlimited"):
+        return None
+    digits = text.rstrip("kmgib ")
+    unit = text[len(digits):].strip()
+    if not digits.isdigit() or unit not in _UNITS:
+        raise ValueError(f"expected a size such as 65536, 64k or 10MB, got {value!r}")
+    return int(digits) * _UNITS[unit]
+
+
+def as_list(value: Any) -> list[str]:
+    """A list, or a comma/space separated string."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v for v in value.replace(",", " ").split() if v]
+    return [str(v) for v in value]
+
+
+def as_str(value: Any) -> str | None:
+    """A string; ``none`` or empty for None."""
+    if value is None:
+        return None
+    text = str(value)
+    return None if text.strip().lower() in ("", "none") else text
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One server option.
+
+    ``cli`` is the long flag (None: not on the command line); ``metavar`` its
+    argument name; ``group`` orders the help output.
+    """
+
+    name: str
+    convert: Callable[[Any], Any]
+    default: Any
+    help: str
+    cli: str | None = None
+    metavar: str | None = None
+    group: str = "server"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("backlog", as_int, 1024, "listen() backlog: connections the OS queues before accept",
+           "--backlog", "N"),
+    Option("threads", as_int, 0,
+           "run the app (call and iteration) in a pool of N threads for blocking apps; "
+           "0 runs it in the connection's coroutine", "--threads", "N"),
+    Option("header_timeout", as_seconds, 30.0,
+           "seconds a client has to send a complete request head (slowloris guard)",
+           "--header-timeout", "SECONDS", "limits"),
+    Option("keepalive_timeout", as_seconds, 75.0,
+           "seconds an idle keep-alive connection is kept open between requests",
+           "--keepalive-timeout", "SECONDS", "limits"),
+    Option("body_timeout", as_seconds, 60.0,
+           "seconds allowed between two reads of a request body", "--body-timeout", "SECONDS",
+           "limits"),
+    Option("send_timeout", as_seconds, 60.0,
+           "seconds a client may keep the server waiting to send it data", "--send-timeout",
+           "SECONDS", "limits"),
+    Option("max_request_line", as_int, 8190, "longest request line (414 beyond)",
+           "--max-request-line", "BYTES", "limits"),
+    Option("max_header_bytes", as_size, 65536, "largest request head (431 beyond)",
+           "--max-header-bytes", "BYTES", "limits"),
+    Option("max_header_count", as_int, 100, "most header fields in a request (431 beyond)",
+           "--max-header-count", "N", "limits"),
+    Option("max_body", as_size, 1024**3, "largest request body, 'none' for no limit (413 beyond)",
+           "--max-body", "BYTES", "limits"),
+    Option("body_buffer", as_size, 1024**2,
+           "request bodies up to this size stay in memory; larger ones spool to a temporary file",
+           "--body-buffer", "BYTES", "limits"),
+    Option("max_connections", as_int, 0,
+           "most simultaneous connections, 0 for no limit (beyond it, accepting pauses)",
+           "--max-connections", "N", "limits"),
+    Option("url_prefix", as_str, None,
+           "mount the app under this path: it becomes SCRIPT_NAME; other paths get 404",
+           "--url-prefix", "PATH"),
+    Option("trusted_proxy", as_list, [],
+           "addresses of proxies whose X-Forwarded-*/Forwarded headers are trusted ('*' for any); "
+           "repeatable", "--trusted-proxy", "ADDR"),
+    Option("server_name", as_str, None, "SERVER_NAME when the request has no Host",
+           "--server-name", "NAME"),
+    Option("ident", as_str, "cogen", "the Server response header, 'none' to leave it out",
+           "--ident", "TEXT"),
+    Option("access_log", as_bool, True, "log every request on the cogen.web.access logger",
+           None, None, "logging"),
+    Option("access_log_format", as_str,
+           '%(h)s - - [%(t)s] "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
+           "access log line format (keys: h t r s b f a D m U q H)", "--access-log-format", "FORMAT",
+           "logging"),
+    Option("stream_input", as_bool, False,
+           "do not buffer request bodies: the app reads them with environ['cogen.input'] operations",
+           None, None),
+    Option("sockoper_timeout", as_seconds, None,
+           "the original cogen's name: when set, used for the header, body and send timeouts",
+           None, None, "compat"),
+    Option("sendfile_timeout", as_seconds, None,
+           "the original cogen's name: the send timeout of wsgi.file_wrapper responses",
+           None, None, "compat"),
+    Option("certfile", as_str, None, "TLS certificate chain (PEM); serves https",
+           "--certfile", "PATH", "tls"),
+    Option("keyfile", as_str, None, "TLS private key (PEM), if not in the certfile",
+           "--keyfile", "PATH", "tls"),
+    Option("ssl_context", lambda v: v, None, "an ssl.SSLContext to serve https with", None, None,
+           "tls"),
+    Option("reuse_port", as_bool, False, "set SO_REUSEPORT on the listening socket",
+           None, None),
+)
+
+OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}
+
+#: Other spellings accepted as keywords and PasteDeploy keys.
+ALIASES: dict[str, str] = {
+    "request_queue_size": "backlog",
+    "server_ident": "ident",
+    "connection_limit": "max_connections",
+    "channel_timeout": "keepalive_timeout",
+    "url_scheme_trusted_proxy": "trusted_proxy",
+    "max_request_body_size": "max_body",
+    "max_request_header_size": "max_header_bytes",
+}
+
+
+def resolve_options(given: Mapping[str, Any], *, strings: bool = False,
+                    ignore: Iterable[str] = ()) -> dict[str, Any]:
+    """Validate and convert options; returns every option with its value.
+
+    Args:
+        given: option names (or aliases) to values.
+        strings: the values come from text (PasteDeploy, environment):
+            convert every one. Otherwise values already of a usable type are
+            still checked by the converter.
+        ignore: names to skip silently (e.g. PasteDeploy's ``host``/``port``).
+    Raises:
+        TypeError: an unknown option, naming it.
+        ValueError: a bad value, naming the option and the value.
+    """
+    skip = set(ignore)
+    out = {opt.name: opt.default for opt in OPTIONS}
+    for key, value in given.items():
+        if key in skip:
+            continue
+        name = ALIASES.get(key, key)
+        opt = OPTIONS_BY_NAME.get(name)
+        if opt is None:
+            raise TypeError(f"unknown server option {key!r}")
+        try:
+            out[name] = opt.convert(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"invalid value {value!r} for option {key!r}: {exc}") from None
+    if out["sockoper_timeout"] is not None:
+        for name in ("header_timeout", "body_timeout", "send_timeout"):
+            if name not in given:
+                out[name] = out["sockoper_timeout"]
+    return out

@@ -1,0 +1,671 @@
+"""The HTTP/1.1 WSGI server: one coroutine per connection.
+
+Theory of operation
+-------------------
+``serve`` accepts connections and adds one coroutine per connection
+(:meth:`WSGIServer._connection`). That coroutine loops over requests: it
+reads until :func:`cogen.web.http.parse_request_head` returns a head, reads
+the body (unless the app streams it) into memory or a temporary file, builds
+the PEP 3333 environ, calls the app, and sends what the app yields. Socket
+calls are made directly on the non-blocking socket; only when one would block
+does the coroutine yield a :class:`~cogen.web._io.WaitIO`, so a small request
+costs one ``recv`` and one ``send``.
+
+Items the app yields that are cogen operations (directly, or recorded on
+``environ['cogen']`` by the core proxy) are run by yielding them from the
+connection coroutine; the outcome is stored on the gate (see
+:mod:`cogen.web.extensions`). With ``threads=N`` the app call and each step of
+its iterable run in a thread pool instead, while the socket I/O stays here.
+
+Every wait is bounded: the keep-alive idle timeout between requests, the
+header timeout for a whole request head, the body timeout between body
+reads and the send timeout for writes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+import stat
+import sys
+import time
+from collections.abc import Callable, Generator, Iterable
+from typing import Any
+
+from cogen.core.coroutines import Coroutine, coroutine
+from cogen.core.events import Operation, OperationTimeout, Signal, WaitForSignal
+from cogen.core.schedulers import Scheduler
+from cogen.web import http as _http
+from cogen.web._body import AsyncInput, BodySource, UnreadableInput, read_whole_body
+from cogen.web._environ import ERRORS, ProxyRules, decode_path, header_key
+from cogen.web._io import WOULD_BLOCK, ClientDisconnected, WaitIO, send_all, send_file
+from cogen.web.extensions import CogenGate, is_streaming_input
+from cogen.web.options import resolve_options
+
+__all__ = ["WSGIServer", "FileWrapper", "parse_bind"]
+
+log = logging.getLogger("cogen.web")
+error_log = logging.getLogger("cogen.web.error")
+access_log = logging.getLogger("cogen.web.access")
+
+_RemoteProtocolError = _http.RemoteProtocolError
+_LocalProtocolError = _http.LocalProtocolError
+_parse_head = _http.parse_request_head
+_format_head = _http.format_response_head
+_chunk = _http.chunk
+_LAST_CHUNK = _http.LAST_CHUNK
+_monotonic = time.monotonic
+_SERVER_ERROR = b"Internal Server Error\n"
+
+
+class _ServerClosing(Exception):
+    """Thrown into idle connections when the server shuts down."""
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterate a file in blocks, or let the server sendfile it.
+
+    The server sends regular files with ``os.sendfile`` from their current
+    position (up to the Content-Length, if the app set one); anything else is
+    iterated in ``blksize`` blocks. ``close()`` closes the file.
+    """
+
+    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> FileWrapper:
+        return self
+
+    def __next__(self) -> bytes:
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+    def sendfile_range(self) -> tuple[int, int, int] | None:
+        """``(fd, offset, size_left)`` if the file can be sent with sendfile, else None."""
+        try:
+            fd = self.filelike.fileno()
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            offset = self.filelike.tell()
+        except (AttributeError, OSError, ValueError, io_unsupported()):
+            return None
+        return fd, offset, max(0, st.st_size - offset)
+
+
+def io_unsupported() -> type[Exception]:
+    import io
+    return io.UnsupportedOperation
+
+
+def parse_bind(bind: Any) -> tuple[int, Any]:
+    """Turn a bind address into ``(family, sockaddr)``.
+
+    Accepts ``(host, port)`` tuples, ``'HOST:PORT'``, ``'[::1]:PORT'``,
+    ``'unix:/path'`` and bare ``'/path'`` strings. Raises ValueError naming
+    the bad value.
+    """
+    if isinstance(bind, tuple):
+        host, port = bind[0], bind[1]
+    elif isinstance(bind, str):
+        if bind.startswith("unix:"):
+            return socket.AF_UNIX, bind[5:]
+        if bind.startswith("/"):
+            return socket.AF_UNIX, bind
+        if bind.startswith("["):
+            host, sep, port = bind[1:].partition("]:")
+            if not sep:
+                raise ValueError(f"invalid bind address {bind!r}: want [IPV6]:PORT")
+        else:
+            host, sep, port = bind.rpartition(":")
+            if not sep:
+                raise ValueError(f"invalid bind address {bind!r}: want HOST:PORT or unix:PATH")
+    else:
+        raise ValueError(f"invalid bind address {bind!r}")
+    try:
+        port = int(port)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid port {port!r} in bind address {bind!r}") from None
+    host = host or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return family, (host, port)
+
+
+class _Conn:
+    """What one connection coroutine shares with its helpers."""
+
+    __slots__ = ("sock", "fd", "waiter", "buf", "send_timeout", "idle", "coro")
+
+    def __init__(self, sock: Any, send_timeout: float | None) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.waiter = WaitIO(self.fd, sock)
+        self.buf: bytes = b""
+        self.send_timeout = send_timeout
+        self.idle = True
+        self.coro: Any = None
+
+    def recv_more(self, timeout: float | None) -> Generator[Any, Any, None]:
+        """Append at least one more received byte to ``buf``; ClientDisconnected at EOF."""
+        recv = self.sock.recv
+        while True:
+            try:
+                data = recv(262144)
+            except WOULD_BLOCK:
+                yield self.waiter.wait(False, timeout)
+                continue
+            except ssl.SSLWantWriteError:
+                yield self.waiter.wait(True, timeout)
+                continue
+            except OSError as exc:
+                raise ClientDisconnected(f"recv failed: {exc}") from exc
+            if not data:
+                raise ClientDisconnected("the client closed the connection mid-request")
+            self.buf = self.buf + data if self.buf else data
+            return
+
+    def send(self, data: bytes) -> Generator[Any, Any, int]:
+        """Send all of ``data``; returns its length."""
+        try:
+            n = self.sock.send(data)
+        except WOULD_BLOCK + (ssl.SSLWantWriteError,):
+            n = 0
+        except OSError as exc:
+            raise ClientDisconnected(f"send failed: {exc}") from exc
+        if n == len(data):
+            return n
+        yield from send_all(self.sock, self.waiter, memoryview(data)[n:], self.send_timeout)
+        return len(data)
+
+
+class WSGIServer:
+    """An HTTP/1.1 server for one WSGI application, run by a cogen scheduler.
+
+    Args:
+        bind_addr: ``(host, port)``, ``'host:port'``, ``'[::1]:port'`` or
+            ``'unix:/path'``; port 0 picks a free port (read it back from
+            :attr:`address`). A listening socket object is accepted too.
+        app: the WSGI application.
+        scheduler: the scheduler to run on (a new one if None).
+        **options: see :mod:`cogen.web.options` (limits, timeouts,
+            ``threads``, ``url_prefix``, ``trusted_proxy``, TLS, logging).
+            The original's ``sockoper_timeout`` and ``sendfile_timeout`` are
+            accepted.
+
+    The socket is bound and listening when the constructor returns
+    (:attr:`socket`). Add :meth:`serve` to the scheduler (``sched.add(
+    server.serve)``, or :meth:`start`) and run the scheduler;
+    :meth:`serve_forever` does both.
+    """
+
+    def __init__(self, bind_addr: Any, app: Callable[..., Any], scheduler: Scheduler | None = None,
+                 server_name: str | None = None, **options: Any) -> None:
+        opts = resolve_options(options)
+        if server_name is not None:
+            opts["server_name"] = server_name
+        self.options = opts
+        self.app = app
+        self.sched = scheduler if scheduler is not None else Scheduler()
+        self.socket = self._listen(bind_addr, opts)
+        self.socket.setblocking(False)
+        self.address = self.socket.getsockname()
+        self.ssl_context = self._ssl_context(opts)
+        self.proxies = ProxyRules(opts["trusted_proxy"])
+        self.url_prefix = (opts["url_prefix"] or "").rstrip("/")
+        self.threads = opts["threads"]
+        self.stream_input = opts["stream_input"] or is_streaming_input(app)
+        self.access_log_enabled = opts["access_log"]
+        self._pool: Any = None
+        self._conns: dict[int, _Conn] = {}
+        self._closing = False
+        self._stopped = False
+        self._serve_coro: Any = None
+        self._grace_timer: Any = None
+        self._limits = {
+            "max_request_line": opts["max_request_line"],
+            "max_header_bytes": opts["max_header_bytes"] or 1 << 62,
+            "max_header_count": opts["max_header_count"],
+            "max_body": opts["max_body"],
+        }
+        self._base_environ = self._make_base_environ()
+
+    # -- setup ----------------------------------------------------------------------
+    @staticmethod
+    def _listen(bind_addr: Any, opts: dict[str, Any]) -> socket.socket:
+        if isinstance(bind_addr, socket.socket):
+            return bind_addr
+        if hasattr(bind_addr, "_sock") and isinstance(bind_addr._sock, socket.socket):
+            return bind_addr._sock
+        family, addr = parse_bind(bind_addr)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if family == socket.AF_UNIX:
+                if os.path.exists(addr) and stat.S_ISSOCK(os.stat(addr).st_mode):
+                    os.unlink(addr)
+            else:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if opts["reuse_port"] and hasattr(socket, "SO_REUSEPORT"):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+            sock.listen(opts["backlog"])
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    @staticmethod
+    def _ssl_context(opts: dict[str, Any]) -> ssl.SSLContext | None:
+        if opts["ssl_context"] is not None:
+            return opts["ssl_context"]
+        if opts["certfile"]:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(opts["certfile"], opts["keyfile"])
+            return ctx
+        return None
+
+    def _make_base_environ(self) -> dict[str, Any]:
+        addr = self.address
+        if self.socket.family == socket.AF_UNIX:
+            name, port = "localhost", ""
+        else:
+            name, port = addr[0], str(addr[1])
+        return {
+            "SERVER_NAME": self.options["server_name"] or name,
+            "SERVER_PORT": port,
+            "SCRIPT_NAME": self.url_prefix,
+            "SERVER_SOFTWARE": "cogen",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "https" if self.ssl_context else "http",
+            "wsgi.errors": ERRORS,
+            "wsgi.multithread": self.threads > 0,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+            "wsgi.input_terminated": True,
+            "cogen.sched": self.sched,
+        }
+
+    # -- running --------------------------------------------------------------------
+    def start(self) -> Coroutine:
+        """Add :meth:`serve` to the scheduler; returns its coroutine."""
+        return self.sched.add(self.serve)
+
+    def serve_forever(self) -> None:
+        """Serve on this thread until :meth:`shutdown` (or the scheduler stops)."""
+        self.start()
+        self.sched.run()
+
+    @property
+    def connections(self) -> int:
+        """How many client connections are open."""
+        return len(self._conns)
+
+    @coroutine
+    def serve(self) -> Generator[Any, Any, None]:
+        """The accept loop: one coroutine per connection. Returns after shutdown."""
+        self._serve_coro = _current()
+        lsock = self.socket
+        accept = lsock.accept
+        waiter = WaitIO(lsock.fileno(), lsock)
+        add = self.sched.add
+        handle = self._connection
+        max_conns = self.options["max_connections"]
+        is_unix = lsock.family == socket.AF_UNIX
+        nodelay = socket.TCP_NODELAY
+        ipproto = socket.IPPROTO_TCP
+        conns = self._conns
+        try:
+            while not self._closing:
+                if max_conns and len(conns) >= max_conns:
+                    try:
+                        yield WaitForSignal((self, "slot"), timeout=1.0)
+                    except OperationTimeout:
+                        pass
+                    continue
+                try:
+                    sock, addr = accept()
+                except WOULD_BLOCK:
+                    try:
+                        yield waiter.wait(False, None)
+                    except _ServerClosing:
+                        break
+                    continue
+                except OSError as exc:
+                    if self._closing:
+                        break
+                    log.warning("accept failed: %s", exc)
+                    # EMFILE and friends: back off instead of spinning
+                    yield _sleep(0.1)
+                    continue
+                sock.setblocking(False)
+                if not is_unix:
+                    try:
+                        sock.setsockopt(ipproto, nodelay, 1)
+                    except OSError:
+                        pass
+                add(handle, sock, addr)
+        finally:
+            self._close_listener()
+
+    def _close_listener(self) -> None:
+        if self.socket.fileno() >= 0:
+            fd = self.socket.fileno()
+            self.sched.forget_fd(fd)
+            if self.socket.family == socket.AF_UNIX:
+                try:
+                    path = self.socket.getsockname()
+                    if path and os.path.exists(path):
+                        os.unlink(path)
+                except OSError:
+                    pass
+            self.socket.close()
+
+    def shutdown(self, grace: float | None = 30.0) -> None:
+        """Stop gracefully; call from the scheduler's thread (or through
+        ``sched.call_soon_threadsafe``).
+
+        Stops accepting at once and closes idle keep-alive connections;
+        requests in flight may finish for ``grace`` seconds, after which their
+        connections are closed too. The :meth:`serve` coroutine then returns.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        fd = self.socket.fileno()
+        if fd >= 0:
+            self.sched.forget_fd(fd, _ServerClosing())
+        for conn in list(self._conns.values()):
+            if conn.idle:
+                self.sched.forget_fd(conn.fd, _ServerClosing())
+        if self._conns and grace is not None:
+            self._grace_timer = self.sched.call_later(grace, self._force_close)
+        elif grace is None:
+            pass
+        if self._serve_coro is None:
+            self._close_listener()
+
+    close = shutdown
+
+    def _force_close(self) -> None:
+        self._grace_timer = None
+        for conn in list(self._conns.values()):
+            self.sched.forget_fd(conn.fd, _ServerClosing())
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _connection_closed(self, conn: _Conn) -> None:
+        self._conns.pop(conn.fd, None)
+        self.sched.forget_fd(conn.fd)
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+        if self.options["max_connections"]:
+            self.sched.add(_signal, (self, "slot"))
+        if self._closing and not self._conns and self._grace_timer is not None:
+            self.sched.cancel_call(self._grace_timer)
+            self._grace_timer = None
+
+    # -- one connection -------------------------------------------------------------
+    def _connection(self, sock: Any, addr: Any) -> Generator[Any, Any, None]:
+        opts = self.options
+        conn = _Conn(sock, opts["send_timeout"])
+        self._conns[conn.fd] = conn
+        try:
+            if self.ssl_context is not None:
+                sock = yield from self._handshake(conn)
+            yield from self._requests(conn, addr)
+        except ClientDisconnected as exc:
+            log.debug("client %s: %s", addr, exc)
+        except OperationTimeout:
+            log.debug("client %s timed out", addr)
+        except _ServerClosing:
+            pass
+        except OSError as exc:
+            log.debug("client %s: %s", addr, exc)
+        finally:
+            self._connection_closed(conn)
+
+    def _handshake(self, conn: _Conn) -> Generator[Any, Any, Any]:
+        assert self.ssl_context is not None
+        tls = self.ssl_context.wrap_socket(conn.sock, server_side=True,
+                                           do_handshake_on_connect=False)
+        conn.sock = tls
+        conn.waiter.owner = tls
+        deadline = _monotonic() + (self.options["header_timeout"] or 30.0)
+        while True:
+            try:
+                tls.do_handshake()
+                return tls
+            except ssl.SSLWantReadError:
+                yield conn.waiter.wait(False, max(0.0, deadline - _monotonic()))
+            except ssl.SSLWantWriteError:
+                yield conn.waiter.wait(True, max(0.0, deadline - _monotonic()))
+            except (ssl.SSLError, OSError) as exc:
+                raise ClientDisconnected(f"TLS handshake failed: {exc}") from exc
+
+    def _requests(self, conn: _Conn, addr: Any) -> Generator[Any, Any, None]:
+        """Serve requests on one connection until it should close."""
+        opts = self.options
+        limits = self._limits
+        keepalive_timeout = opts["keepalive_timeout"]
+        header_timeout = opts["header_timeout"]
+        base = self._base_environ.copy()
+        if isinstance(addr, tuple):
+            base["REMOTE_ADDR"] = addr[0]
+            base["REMOTE_PORT"] = str(addr[1])
+        else:
+            base["REMOTE_ADDR"] = ""
+            base["REMOTE_PORT"] = ""
+        recv = conn.sock.recv
+        waiter = conn.waiter
+        first = True
+        while True:
+            # -- wait for and read a request head --
+            conn.idle = True
+            if not conn.buf:
+                if self._closing:
+                    return
+                while True:
+                    try:
+                        data = recv(262144)
+                        break
+                    except WOULD_BLOCK:
+                        yield waiter.wait(False, header_timeout if first else keepalive_timeout)
+                    except ssl.SSLWantWriteError:
+                        yield waiter.wait(True, keepalive_timeout)
+                    except OSError as exc:
+                        raise ClientDisconnected(str(exc)) from exc
+                if not data:
+                    return
+                conn.buf = data
+            conn.idle = False
+            first = False
+            try:
+                head = _parse_head(conn.buf, **limits)
+                if head is None:
+                    deadline = _monotonic() + (header_timeout or 1e9)
+                    while head is None:
+                        scanned = len(conn.buf)
+                        yield from conn.recv_more(max(0.0, deadline - _monotonic()))
+                        head = _parse_head(conn.buf, scan_from=scanned, **limits)
+            except _RemoteProtocolError as exc:
+                yield from self._reject(conn, exc, addr)
+                return
+            except ClientDisconnected:
+                return
+            except OperationTimeout:
+                yield from self._reject(conn, _RemoteProtocolError("request head timeout", 408), addr)
+                return
+            conn.buf = conn.buf[head.head_size:]
+            keep_open = yield from self._request(conn, head, base)
+            if not keep_open or self._closing:
+                return
+
+    def _reject(self, conn: _Conn, exc: _RemoteProtocolError, addr: Any) -> Generator[Any, Any, None]:
+        log.debug("rejecting request from %s: %s %s", addr, exc.status_code, exc)
+        try:
+            yield from conn.send(_http.simple_response(exc.status_code, exc.reason,
+                                                       server=self.options["ident"]))
+        except (ClientDisconnected, OperationTimeout):
+            pass
+
+    # -- one request ----------------------------------------------------------------
+    def _request(self, conn: _Conn, head: Any, base: dict[str, Any]) -> Generator[Any, Any, bool]:
+        """Serve one request; returns True to keep the connection open."""
+        started = _monotonic()
+        environ = base.copy()
+        environ["REQUEST_METHOD"] = head.method
+        environ["QUERY_STRING"] = head.query
+        environ["SERVER_PROTOCOL"] = "HTTP/1.1" if head.version[1] else "HTTP/1.0"
+        environ["REQUEST_URI"] = environ["RAW_URI"] = head.target
+        path = decode_path(head.path)
+        prefix = self.url_prefix
+        if prefix:
+            if path == prefix or path.startswith(prefix + "/"):
+                path = path[len(prefix):]
+            else:
+                yield from self._simple(conn, 404, "Not Found", head)
+                return head.keep_alive and not (head.content_length or head.chunked)
+        environ["PATH_INFO"] = path
+        for name, value in head.headers:
+            key = header_key(name)
+            if key in environ and key.startswith("HTTP_"):
+                environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+            else:
+                environ[key] = value
+        if head.host is not None:
+            environ["HTTP_HOST"] = head.host
+        if self.proxies:
+            self.proxies.apply(environ)
+
+        # -- the body --
+        has_body = bool(head.content_length or head.chunked)
+        source = None
+        if has_body:
+            source = BodySource(conn, head.content_length, head.chunked, head.expect_continue,
+                                self.options["max_body"], self.options["body_timeout"])
+        if source is not None and self.stream_input:
+            environ["wsgi.input"] = UnreadableInput()
+            async_input = AsyncInput(source=source)
+            length = head.content_length
+        elif source is not None:
+            try:
+                stream, length = yield from read_whole_body(source, self.options["body_buffer"])
+            except _RemoteProtocolError as exc:
+                yield from self._reject(conn, exc, base.get("REMOTE_ADDR"))
+                return False
+            environ["wsgi.input"] = stream
+            environ["CONTENT_LENGTH"] = str(length)
+            async_input = AsyncInput(stream)
+        else:
+            stream = _EmptyInput()
+            environ["wsgi.input"] = stream
+            environ.pop("CONTENT_LENGTH", None)
+            async_input = AsyncInput(stream)
+            length = 0
+        gate = CogenGate(self.sched, environ, length)
+        gate.input = async_input
+        environ["cogen"] = environ["cogen.wsgi"] = gate
+        environ["cogen.input"] = async_input
+
+        # -- the app --
+        response = _Response(self, conn, head, environ)
+        if self.threads:
+            ok = yield from response.run_threaded(self._get_pool())
+        else:
+            ok = yield from response.run()
+        if source is not None and not source.done:
+            ok = False  # the app left part of a streamed body unread
+        if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
+            self._log_access(environ, head, response, started)
+        return ok and response.keep_alive
+
+    def _simple(self, conn: _Conn, code: int, reason: str, head: Any) -> Generator[Any, Any, None]:
+        data = _http.simple_response(code, reason, server=self.options["ident"],
+                                     close=not head.keep_alive)
+        if head.method == "HEAD":
+            data = data[:data.index(b"\r\n\r\n") + 4]
+        yield from conn.send(data)
+
+    def _get_pool(self) -> Any:
+        if self._pool is None:
+            from cogen.core import threads
+            self._pool = threads.ThreadPool(self.threads)
+        return self._pool
+
+    def _log_access(self, environ: dict[str, Any], head: Any, response: _Response,
+                    started: float) -> None:
+        now = time.time()
+        values = {
+            "h": environ.get("REMOTE_ADDR") or "-",
+            "t": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "r": f"{head.method} {head.target} {environ['SERVER_PROTOCOL']}",
+            "s": response.status[:3] if response.status else "-",
+            "b": str(response.body_sent) if response.body_sent else "-",
+            "f": environ.get("HTTP_REFERER", "-"),
+            "a": environ.get("HTTP_USER_AGENT", "-"),
+            "D": str(int((_monotonic() - started) * 1e6)),
+            "m": head.method,
+            "U": head.path,
+            "q": head.query,
+            "H": environ["SERVER_PROTOCOL"],
+        }
+        try:
+            line = self.options["access_log_format"] % values
+        except (KeyError, ValueError, TypeError):
+            line = "%(h)s - - [%(t)s] \"%(r)s\" %(s)s %(b)s" % values
+        access_log.info("%s", line)
+
+
+class _EmptyInput:
+    """``wsgi.input`` of a request without a body."""
+
+    __slots__ = ()
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> _EmptyInput:
+        return self
+
+    def __next__(self) -> bytes:
+        raise StopIteration
+
+
+def _current() -> Any:
+    from cogen.core import coroutines
+    return coroutines.current
+
+
+def _sleep(seconds: float) -> Operation:
+    from cogen.core.events import Sleep
+    return Sleep(seconds)
+
+
+@coroutine
+def _signal(name: Any) -> Generator[Any, Any, None]:
+    yield Signal(name)
+
+
+from cogen.web._response import _Response  # noqa: E402  (circular: _Response uses the server)
+
+_unused = (Iterable, sys)
