@@ -462,13 +462,12 @@ class WSGIServer:
         limits = self._limits
         keepalive_timeout = opts["keepalive_timeout"]
         header_timeout = opts["header_timeout"]
-        base = self._base_environ.copy()
+        # Only the peer's address is kept per connection: an idle keep-alive
+        # connection should hold as little memory as possible.
         if isinstance(addr, tuple):
-            base["REMOTE_ADDR"] = addr[0]
-            base["REMOTE_PORT"] = str(addr[1])
+            peer = (addr[0], str(addr[1]))
         else:
-            base["REMOTE_ADDR"] = ""
-            base["REMOTE_PORT"] = ""
+            peer = ("", "")
         recv = conn.sock.recv
         waiter = conn.waiter
         first = True
@@ -491,6 +490,7 @@ class WSGIServer:
                 if not data:
                     return
                 conn.buf = data
+                data = b""
             conn.idle = False
             first = False
             try:
@@ -510,7 +510,8 @@ class WSGIServer:
                 yield from self._reject(conn, _RemoteProtocolError("request head timeout", 408), addr)
                 return
             conn.buf = conn.buf[head.head_size:]
-            keep_open = yield from self._request(conn, head, base)
+            keep_open = yield from self._request(conn, head, peer)
+            head = None
             if not keep_open or self._closing:
                 return
 
@@ -523,10 +524,11 @@ class WSGIServer:
             pass
 
     # -- one request ----------------------------------------------------------------
-    def _request(self, conn: _Conn, head: Any, base: dict[str, Any]) -> Generator[Any, Any, bool]:
+    def _request(self, conn: _Conn, head: Any, peer: tuple[str, str]) -> Generator[Any, Any, bool]:
         """Serve one request; returns True to keep the connection open."""
         started = _monotonic()
-        environ = base.copy()
+        environ = self._base_environ.copy()
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = peer
         environ["REQUEST_METHOD"] = head.method
         environ["QUERY_STRING"] = head.query
         environ["SERVER_PROTOCOL"] = "HTTP/1.1" if head.version[1] else "HTTP/1.0"
@@ -565,7 +567,7 @@ class WSGIServer:
             try:
                 stream, length = yield from read_whole_body(source, self.options["body_buffer"])
             except _RemoteProtocolError as exc:
-                yield from self._reject(conn, exc, base.get("REMOTE_ADDR"))
+                yield from self._reject(conn, exc, peer[0])
                 return False
             environ["wsgi.input"] = stream
             environ["CONTENT_LENGTH"] = str(length)
