@@ -18,6 +18,9 @@ _format_head = _http.format_response_head
 _chunk = _http.chunk
 _LAST_CHUNK = _http.LAST_CHUNK
 _NO_LENGTH_STATUS = ("1", "204", "304")
+_http_date = _http.http_date
+_HEAD_CACHE: dict[tuple[Any, ...], tuple[bytes, Any]] = {}
+_cache_state: list[Any] = [None]
 
 
 def _is_op(item: Any) -> bool:
@@ -57,13 +60,13 @@ class _Response:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response called a second time without exc_info")
-        if type(status) is not str:
+        if status.__class__ is not str:
             raise TypeError(f"status must be a str, not {type(status).__name__}: {status!r}")
-        if type(headers) is not list:
+        if headers.__class__ is not list:
             raise TypeError(f"headers must be a list, not {type(headers).__name__}")
         for item in headers:
-            if type(item) is not tuple or len(item) != 2 or type(item[0]) is not str \
-                    or type(item[1]) is not str:
+            if item.__class__ is not tuple or len(item) != 2 or item[0].__class__ is not str \
+                    or item[1].__class__ is not str:
                 raise TypeError(f"each header must be a (str, str) tuple, not {item!r}")
         self.status = status
         self.headers = headers
@@ -222,10 +225,39 @@ class _Response:
             yield from self._send(b"", None)
 
     def _head(self, total: int | None) -> bytes:
-        """Serialise the head; ``total`` is the whole body's length when known."""
+        """Serialise the head; ``total`` is the whole body's length when known.
+
+        Heads are cached by everything they depend on, for the current
+        second (the Date field): most responses of a server repeat a handful
+        of header sets, and validating and joining them is a large part of
+        the per-request cost.
+        """
         status = self.status
         if status is None:
             raise AssertionError("the app returned without calling start_response")
+        request = self.head
+        server = self.server
+        key = (status, total, request.method == "HEAD", request.version, request.keep_alive,
+               server._closing, *self.headers)
+        date = _http_date()
+        if date is not _cache_state[0]:
+            _HEAD_CACHE.clear()
+            _cache_state[0] = date
+        cached = _HEAD_CACHE.get(key)
+        if cached is None:
+            cached = self._format(status, total)
+            if len(_HEAD_CACHE) >= 256:
+                _HEAD_CACHE.clear()
+            _HEAD_CACHE[key] = cached
+        head_bytes, framing = cached
+        self.headers_sent = True
+        self.keep_alive = framing.keep_alive
+        self.has_body = framing.has_body
+        self.chunked = framing.chunked
+        self.left = framing.content_length if framing.has_body else None
+        return head_bytes
+
+    def _format(self, status: str, total: int | None) -> tuple[bytes, Any]:
         headers = self.headers
         if total is not None and not status.startswith(_NO_LENGTH_STATUS):
             for name, _ in headers:
@@ -234,15 +266,8 @@ class _Response:
             else:
                 headers = headers + [("Content-Length", str(total))]
         server = self.server
-        head_bytes, framing = _format_head(status, headers, request=self.head,
-                                           keep_alive=not server._closing,
-                                           server=server.options["ident"])
-        self.headers_sent = True
-        self.keep_alive = framing.keep_alive
-        self.has_body = framing.has_body
-        self.chunked = framing.chunked
-        self.left = framing.content_length if framing.has_body else None
-        return head_bytes
+        return _format_head(status, headers, request=self.head, keep_alive=not server._closing,
+                            server=server.options["ident"])
 
     def _send(self, data: bytes, total: int | None) -> Generator[Any, Any, None]:
         """Send a piece of body (the head first if not sent yet)."""

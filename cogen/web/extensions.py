@@ -35,6 +35,7 @@ from typing import Any
 
 import cogen.core
 from cogen.core.coroutines import Coroutine
+from cogen.web._body import AsyncInput
 from cogen.core.events import Operation
 
 __all__ = [
@@ -69,8 +70,12 @@ class _Proxy:
         return f"<cogen proxy of {self._target!r}>"
 
 
-class CogenGate:
+class CogenGate(AsyncInput):
     """The per-request gate between a WSGI app and the scheduler.
+
+    It is also the request's ``environ['cogen.input']``: its ``read(n)`` and
+    ``readline(n)`` return operations that read the body (see
+    :class:`~cogen.web._body.AsyncInput`).
 
     Attributes:
         core: a proxy of :mod:`cogen.core` (see the module docstring).
@@ -83,17 +88,24 @@ class CogenGate:
         sched: the scheduler serving the request.
     """
 
-    __slots__ = ("operation", "result", "exception", "content_length", "input", "sched",
-                 "environ")
+    __slots__ = ("operation", "result", "exception", "content_length", "sched", "environ")
 
-    def __init__(self, sched: Any, environ: dict[str, Any], content_length: int | None) -> None:
+    def __init__(self, sched: Any, environ: dict[str, Any], content_length: int | None,
+                 stream: Any = None, source: Any = None) -> None:
+        self.stream = stream
+        self.source = source
+        self.is_buffered = source is None
         self.operation: Any = None
         self.result: Any = None
         self.exception: Any = None
         self.sched = sched
         self.environ = environ
         self.content_length = content_length
-        self.input: Any = None
+
+    @property
+    def input(self) -> CogenGate:
+        """``environ['cogen.input']``: the gate itself."""
+        return self
 
     @property
     def core(self) -> Any:

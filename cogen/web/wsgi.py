@@ -37,7 +37,8 @@ from cogen.core.coroutines import Coroutine, coroutine
 from cogen.core.events import Operation, OperationTimeout, Signal, WaitForSignal
 from cogen.core.schedulers import Scheduler
 from cogen.web import http as _http
-from cogen.web._body import AsyncInput, BodySource, UnreadableInput, read_whole_body
+from cogen.web._body import BodySource, UnreadableInput, read_whole_body
+from cogen.web._environ import _KEYS as _HEADER_KEYS
 from cogen.web._environ import ERRORS, ProxyRules, decode_path, header_key
 from cogen.web._io import WOULD_BLOCK, ClientDisconnected, WaitIO, send_all, send_file
 from cogen.web.extensions import CogenGate, is_streaming_input
@@ -460,6 +461,11 @@ class WSGIServer:
         """Serve requests on one connection until it should close."""
         opts = self.options
         limits = self._limits
+        parse = _parse_head
+        max_line = limits["max_request_line"]
+        max_bytes = limits["max_header_bytes"]
+        max_count = limits["max_header_count"]
+        max_body = limits["max_body"]
         keepalive_timeout = opts["keepalive_timeout"]
         header_timeout = opts["header_timeout"]
         # Only the peer's address is kept per connection: an idle keep-alive
@@ -494,7 +500,8 @@ class WSGIServer:
             conn.idle = False
             first = False
             try:
-                head = _parse_head(conn.buf, **limits)
+                head = parse(conn.buf, max_request_line=max_line, max_header_bytes=max_bytes,
+                             max_header_count=max_count, max_body=max_body)
                 if head is None:
                     deadline = _monotonic() + (header_timeout or 1e9)
                     while head is None:
@@ -526,14 +533,16 @@ class WSGIServer:
     # -- one request ----------------------------------------------------------------
     def _request(self, conn: _Conn, head: Any, peer: tuple[str, str]) -> Generator[Any, Any, bool]:
         """Serve one request; returns True to keep the connection open."""
-        started = _monotonic()
+        started = _monotonic() if self.access_log_enabled else 0.0
         environ = self._base_environ.copy()
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = peer
         environ["REQUEST_METHOD"] = head.method
         environ["QUERY_STRING"] = head.query
         environ["SERVER_PROTOCOL"] = "HTTP/1.1" if head.version[1] else "HTTP/1.0"
         environ["REQUEST_URI"] = environ["RAW_URI"] = head.target
-        path = decode_path(head.path)
+        path = head.path
+        if "%" in path:
+            path = decode_path(path)
         prefix = self.url_prefix
         if prefix:
             if path == prefix or path.startswith(prefix + "/"):
@@ -542,46 +551,42 @@ class WSGIServer:
                 yield from self._simple(conn, 404, "Not Found", head)
                 return head.keep_alive and not (head.content_length or head.chunked)
         environ["PATH_INFO"] = path
+        keys = _HEADER_KEYS
         for name, value in head.headers:
-            key = header_key(name)
-            if key in environ and key.startswith("HTTP_"):
-                environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
-            else:
-                environ[key] = value
+            key = keys.get(name) or header_key(name)
+            if key in environ:
+                if key[0] == "H":  # HTTP_*: join repeated fields (RFC 9110 §5.3)
+                    environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+                    continue
+            environ[key] = value
         if head.host is not None:
             environ["HTTP_HOST"] = head.host
         if self.proxies:
             self.proxies.apply(environ)
 
         # -- the body --
-        has_body = bool(head.content_length or head.chunked)
         source = None
-        if has_body:
+        if head.content_length or head.chunked:
             source = BodySource(conn, head.content_length, head.chunked, head.expect_continue,
                                 self.options["max_body"], self.options["body_timeout"])
-        if source is not None and self.stream_input:
-            environ["wsgi.input"] = UnreadableInput()
-            async_input = AsyncInput(source=source)
-            length = head.content_length
-        elif source is not None:
-            try:
-                stream, length = yield from read_whole_body(source, self.options["body_buffer"])
-            except _RemoteProtocolError as exc:
-                yield from self._reject(conn, exc, peer[0])
-                return False
-            environ["wsgi.input"] = stream
-            environ["CONTENT_LENGTH"] = str(length)
-            async_input = AsyncInput(stream)
+            if self.stream_input:
+                environ["wsgi.input"] = UnreadableInput()
+                gate = CogenGate(self.sched, environ, head.content_length, None, source)
+            else:
+                try:
+                    stream, length = yield from read_whole_body(source, self.options["body_buffer"])
+                except _RemoteProtocolError as exc:
+                    yield from self._reject(conn, exc, peer[0])
+                    return False
+                environ["wsgi.input"] = stream
+                environ["CONTENT_LENGTH"] = str(length)
+                gate = CogenGate(self.sched, environ, length, stream)
         else:
-            stream = _EmptyInput()
-            environ["wsgi.input"] = stream
-            environ.pop("CONTENT_LENGTH", None)
-            async_input = AsyncInput(stream)
-            length = 0
-        gate = CogenGate(self.sched, environ, length)
-        gate.input = async_input
-        environ["cogen"] = environ["cogen.wsgi"] = gate
-        environ["cogen.input"] = async_input
+            stream = environ["wsgi.input"] = _EmptyInput()
+            if "CONTENT_LENGTH" in environ:
+                del environ["CONTENT_LENGTH"]
+            gate = CogenGate(self.sched, environ, 0, stream)
+        environ["cogen"] = environ["cogen.wsgi"] = environ["cogen.input"] = gate
 
         # -- the app --
         response = _Response(self, conn, head, environ)
