@@ -54,7 +54,7 @@ class Coroutine(Operation):
         self.exception: BaseException | None = None
         self._timer: list[Any] | None = None
         self._io: Any = None
-        self._locals: dict[int, dict[str, Any]] | None = None
+        self._locals: dict[int, tuple[local, dict[str, Any]]] | None = None
         self._root: Coroutine = self
         if hasattr(func, "send") and hasattr(func, "throw"):
             # an already created generator or native coroutine object
@@ -163,39 +163,54 @@ class local:
 
     Values set while one coroutine runs are invisible to the others and go
     away with the coroutine. A called sub-coroutine shares its caller's
-    values (they are one logical thread of control).
+    values (they are one logical thread of control); a coroutine started with
+    ``AddCoro``/``Scheduler.add`` has its own. Using it outside a running
+    coroutine raises ``RuntimeError``; code running in a thread pool worker
+    (``cogen.core.threads``) must not use it.
     """
 
     __slots__ = ("__weakref__",)
 
-    def _dict(self, create: bool) -> dict[str, Any] | None:
-        root = _current_root()
-        store = root._locals
-        if store is None:
-            if not create:
-                return None
-            store = root._locals = {}
-        d = store.get(id(self))
-        if d is None and create:
-            d = store[id(self)] = {}
-        return d
-
-    def __getattr__(self, name: str) -> Any:
-        d = self._dict(False)
-        if d is None or name not in d:
-            raise AttributeError(f"{name!r} is not set for the current coroutine")
-        return d[name]
+    def __getattribute__(self, name: str) -> Any:
+        # Per-coroutine values win over class attributes (a subclass's
+        # defaults), as with threading.local; dunders are the object's own.
+        if name[:2] != "__":
+            d = _namespace(self, False)
+            if d is not None and name in d:
+                return d[name]
+        try:
+            return object.__getattribute__(self, name)
+        except AttributeError:
+            raise AttributeError(f"{name!r} is not set for the current coroutine") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        d = self._dict(True)
+        d = _namespace(self, True)
         assert d is not None
         d[name] = value
 
     def __delattr__(self, name: str) -> None:
-        d = self._dict(False)
+        d = _namespace(self, False)
         if d is None or name not in d:
-            raise AttributeError(name)
+            raise AttributeError(f"{name!r} is not set for the current coroutine")
         del d[name]
+
+
+def _namespace(obj: local, create: bool) -> dict[str, Any] | None:
+    """The attribute dict of ``obj`` for the current coroutine's call chain."""
+    root = _current_root()
+    store = root._locals
+    if store is None:
+        if not create:
+            return None
+        store = root._locals = {}
+    entry = store.get(id(obj))
+    if entry is None:
+        if not create:
+            return None
+        # The entry holds the local itself, so its id cannot be reused by a
+        # new local (which would then see these values) while the entry exists.
+        entry = store[id(obj)] = (obj, {})
+    return entry[1]
 
 
 def is_coroutine_function(obj: Any) -> bool:

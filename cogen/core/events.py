@@ -207,8 +207,12 @@ class WaitForSignal(TimedOperation):
         if pending is not None and len(waiters) >= pending[0].recipients:
             sig, sigcoro = pending
             del sched.signals[self.name]
-            sched._cancel_timer(sigcoro)
-            sched.resume(sigcoro, sig._fire(sched))
+            woken = sig._fire(sched)  # this coroutine included
+            # as in the original, the parked signaller goes after the woken
+            # waiters, or before them all when its priority has the CORO bit
+            prio = sig.prio if sig.prio >= 0 else sched.default_priority
+            sched.resume(sigcoro, woken, bool(prio & priority.CORO))
+            sched._woke_own(self, coro)
         return PENDING
 
     def cleanup(self, sched: Scheduler, coro: Coroutine) -> None:

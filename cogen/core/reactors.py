@@ -284,7 +284,7 @@ class EpollReactor(Reactor):
         if self._owners.pop(fd, _MISSING) is not _MISSING:
             try:
                 self._ep.unregister(fd)
-            except OSError:
+            except (OSError, ValueError):  # ValueError: the reactor was closed first
                 pass
         return out
 

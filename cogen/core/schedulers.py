@@ -43,6 +43,12 @@ log = logging.getLogger("cogen")
 _SLEEP, _TIMEOUT, _CALL = 1, 2, 3
 _monotonic = time.monotonic
 
+#: Put in ``coro._timer`` (see ``_woke_own``) by an operation whose
+#: ``process`` woke its own coroutine and still returns ``PENDING``: the
+#: scheduler then arms no deadline for that wait, which is already over. A
+#: dead timer entry, so ``resume`` treats it as nothing to cancel.
+_WOKEN: list[Any] = [0.0, 0, 0, None, None]
+
 
 class Scheduler:
     """Runs coroutines.
@@ -97,7 +103,9 @@ class Scheduler:
         self.pending_external = 0
         self.running = False
         self._stopping = False
+        self._close_when_stopped = False
         self._closed = False
+        self._close_callbacks: list[Callable[[], Any]] = []
         self._thread_id: int | None = None
 
     # -- the original's later names -------------------------------------------------
@@ -213,6 +221,13 @@ class Scheduler:
         coro._timer = self._push_timer(delay, _SLEEP, op, coro)
 
     def _arm(self, op: Any, coro: Coroutine, timeout: Any) -> None:
+        """Give ``coro`` the deadline of the timed operation it just parked on."""
+        timer = coro._timer
+        if timer is not None:
+            # the operation armed a timer of its own, or woke its own coroutine
+            if timer is _WOKEN:
+                coro._timer = None
+            return
         if timeout is USE_DEFAULT:
             timeout = self.default_timeout
             if timeout is None:
@@ -233,6 +248,16 @@ class Scheduler:
     def _cancel_timer(self, coro: Coroutine) -> None:
         if coro._timer is not None:
             self._kill_timer(coro, coro._timer)
+
+    def _woke_own(self, op: Any, coro: Coroutine) -> None:
+        """``op.process`` queued ``coro`` itself and returns PENDING: arm no deadline.
+
+        Only for operations that must place their own coroutine on the run
+        queue relative to others (``WaitForSignal`` firing a parked
+        ``Signal``); the marker is consumed by ``_arm`` right after.
+        """
+        if op.timeout is not None:
+            coro._timer = _WOKEN
 
     def _fire_timers(self, now: float) -> None:
         timers = self.timers
@@ -320,7 +345,7 @@ class Scheduler:
                     continue
                 if result is PENDING:
                     timeout = op.timeout
-                    if timeout is not None and coro._timer is None:
+                    if timeout is not None:
                         self._arm(op, coro, timeout)
                     break
                 prio = op.prio
@@ -409,7 +434,7 @@ class Scheduler:
         """
         if self.active:
             self._run_active()
-        if self.active or self._callbacks:
+        if self.active or self._callbacks or self._stopping:
             wait: float | None = 0.0
         elif self._timers_live:
             wait = max(0.0, self.timers[0][0] - _monotonic())
@@ -443,6 +468,8 @@ class Scheduler:
         finally:
             self.running = False
             self._stopping = False
+            if self._close_when_stopped:
+                self.close()
 
     def run(self) -> None:
         """Run until no coroutine can ever run again, or :meth:`stop` is called."""
@@ -456,6 +483,8 @@ class Scheduler:
         finally:
             self.running = False
             self._stopping = False
+            if self._close_when_stopped:
+                self.close()
 
     def stop(self) -> None:
         """Make :meth:`run` return after the current iteration (thread-safe)."""
@@ -471,24 +500,66 @@ class Scheduler:
         """
         self.stop()
         if self.running and threading.get_ident() == self._thread_id:
-            return  # the loop closes things when it returns; see close()
+            self._close_when_stopped = True  # run() closes things when it returns
+            return
         self.close()
+
+    def on_close(self, callback: Callable[[], Any]) -> None:
+        """Have :meth:`close` call ``callback()`` (in registration order, once).
+
+        For resources tied to the scheduler's life, like the thread pool of
+        :mod:`cogen.core.threads`. An exception in a callback is logged.
+        """
+        self._close_callbacks.append(callback)
+
+    def _suspended(self) -> list[Coroutine]:
+        """The unfinished coroutines the scheduler can reach, callees before their callers.
+
+        Those queued, parked on the reactor, on a timer or on a signal, and
+        from each of them its callers and the coroutines joining it.
+        """
+        found = [coro for _val, coro in self.active]
+        for table in (self.reactor.readers, self.reactor.writers):
+            found += [coro for _op, coro in table.values()]
+        found += [entry[4] for entry in self.timers if entry[2] in (_SLEEP, _TIMEOUT)]
+        for waiters in self.sigwait.values():
+            found += [coro for _op, coro in waiters]
+        found += [coro for _sig, coro in self.signals.values()]
+        out: list[Coroutine] = []
+        seen: set[int] = set()
+        for coro in found:  # grows while iterated
+            if id(coro) in seen:
+                continue
+            seen.add(id(coro))
+            out.append(coro)
+            if coro.caller is not None:
+                found.append(coro.caller)
+            found += coro.waiters
+        return out
 
     def close(self) -> None:
         """Close suspended coroutines and release OS resources (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        seen: set[int] = set()
-        for _val, coro in list(self.active):
-            if id(coro) not in seen:
-                seen.add(id(coro))
+        callbacks, self._close_callbacks = self._close_callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("error in close callback %r", callback)
+        for coro in self._suspended():
+            try:
                 coro.close()
+            except Exception:
+                log.exception("error closing coroutine %r", coro)
         self.active.clear()
-        for table in (self.reactor.readers, self.reactor.writers):
-            for _op, coro in list(table.values()):
-                coro.close()
-            table.clear()
+        self.reactor.readers.clear()
+        self.reactor.writers.clear()
+        self.sigwait.clear()
+        self.signals.clear()
+        self.timers.clear()
+        self._timers_live = self._timers_dead = 0
         self.reactor.close()
         self._wake_r.close()
         self._wake_w.close()

@@ -54,7 +54,9 @@ class _Response:
         """PEP 3333 ``start_response``; returns the ``write`` callable."""
         if exc_info is not None:
             try:
-                if self.headers_sent:
+                # PEP 3333: the headers count as sent from the first write()
+                # call, even though write() only queues the data here.
+                if self.headers_sent or self.pending is not None:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
@@ -151,7 +153,8 @@ class _Response:
         from cogen.core import threads
         environ = self.environ
         try:
-            result = yield threads.Run(self.server.app, environ, self.start_response, pool=pool)
+            # Run takes the arguments as one tuple, not spread
+            result = yield threads.Run(self.server.app, (environ, self.start_response), pool=pool)
         except Exception:
             yield from self._app_failed(sys.exc_info())
             return False
@@ -166,7 +169,7 @@ class _Response:
                 if step is None:
                     chunk = next(iterator, _DONE)
                 else:
-                    chunk = yield threads.Run(step, iterator, pool=pool)
+                    chunk = yield threads.Run(step, (iterator,), pool=pool)
                 if chunk is _DONE:
                     break
                 if self.pending is not None:

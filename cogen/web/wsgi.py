@@ -42,7 +42,7 @@ from cogen.web._environ import _KEYS as _HEADER_KEYS
 from cogen.web._environ import ERRORS, ProxyRules, decode_path, header_key
 from cogen.web._io import WOULD_BLOCK, ClientDisconnected, WaitIO, send_all, send_file
 from cogen.web.extensions import CogenGate, is_streaming_input
-from cogen.web.options import resolve_options
+from cogen.web.options import OPTIONS_BY_NAME, resolve_options
 
 __all__ = ["WSGIServer", "FileWrapper", "parse_bind"]
 
@@ -392,6 +392,8 @@ class WSGIServer:
             self._grace_timer = self.sched.call_later(grace, self._force_close)
         elif grace is None:
             pass
+        if not self._conns:
+            self._release_pool()
         if self._serve_coro is None:
             self._close_listener()
 
@@ -415,9 +417,11 @@ class WSGIServer:
             pass
         if self.options["max_connections"]:
             self.sched.add(_signal, (self, "slot"))
-        if self._closing and not self._conns and self._grace_timer is not None:
-            self.sched.cancel_call(self._grace_timer)
-            self._grace_timer = None
+        if self._closing and not self._conns:
+            if self._grace_timer is not None:
+                self.sched.cancel_call(self._grace_timer)
+                self._grace_timer = None
+            self._release_pool()
 
     # -- one connection -------------------------------------------------------------
     def _connection(self, sock: Any, addr: Any) -> Generator[Any, Any, None]:
@@ -610,31 +614,61 @@ class WSGIServer:
     def _get_pool(self) -> Any:
         if self._pool is None:
             from cogen.core import threads
-            self._pool = threads.ThreadPool(self.threads)
+            pool = self._pool = threads.ThreadPool(self.threads, name="cogen-web")
+            self.sched.on_close(lambda: pool.shutdown(wait=False, cancel_pending=True))
+            # a pool given as ``pool=`` belongs to its creator: shut it down
+            # with the last connection after shutdown(), or with the scheduler
+            self.sched.on_close(self._release_pool)
         return self._pool
+
+    def _release_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_pending=True)
 
     def _log_access(self, environ: dict[str, Any], head: Any, response: _Response,
                     started: float) -> None:
-        now = time.time()
-        values = {
-            "h": environ.get("REMOTE_ADDR") or "-",
-            "t": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "r": f"{head.method} {head.target} {environ['SERVER_PROTOCOL']}",
-            "s": response.status[:3] if response.status else "-",
-            "b": str(response.body_sent) if response.body_sent else "-",
-            "f": environ.get("HTTP_REFERER", "-"),
-            "a": environ.get("HTTP_USER_AGENT", "-"),
-            "D": str(int((_monotonic() - started) * 1e6)),
-            "m": head.method,
-            "U": head.path,
-            "q": head.query,
-            "H": environ["SERVER_PROTOCOL"],
-        }
-        try:
-            line = self.options["access_log_format"] % values
-        except (KeyError, ValueError, TypeError):
-            line = "%(h)s - - [%(t)s] \"%(r)s\" %(s)s %(b)s" % values
-        access_log.info("%s", line)
+        """Log one request on ``cogen.web.access`` (common/combined log format by default)."""
+        status = response.status[:3] if response.status else "-"
+        size = str(response.body_sent) if response.body_sent else "-"
+        fmt = self.options["access_log_format"]
+        if fmt == _DEFAULT_ACCESS_FORMAT:
+            line = (f'{environ.get("REMOTE_ADDR") or "-"} - - [{_log_time()}] '
+                    f'"{head.method} {head.target} {environ["SERVER_PROTOCOL"]}" {status} {size} '
+                    f'"{environ.get("HTTP_REFERER", "-")}" "{environ.get("HTTP_USER_AGENT", "-")}"')
+        else:
+            values = {
+                "h": environ.get("REMOTE_ADDR") or "-",
+                "t": _log_time(),
+                "r": f"{head.method} {head.target} {environ['SERVER_PROTOCOL']}",
+                "s": status,
+                "b": size,
+                "f": environ.get("HTTP_REFERER", "-"),
+                "a": environ.get("HTTP_USER_AGENT", "-"),
+                "D": str(int((_monotonic() - started) * 1e6)),
+                "m": head.method,
+                "U": head.path,
+                "q": head.query,
+                "H": environ["SERVER_PROTOCOL"],
+            }
+            try:
+                line = fmt % values
+            except (KeyError, ValueError, TypeError):
+                line = _DEFAULT_ACCESS_FORMAT % values
+        access_log.info(line)
+
+
+_DEFAULT_ACCESS_FORMAT = OPTIONS_BY_NAME["access_log_format"].default
+_log_time_cache: list[Any] = [0, ""]
+
+
+def _log_time() -> str:
+    """The access log's timestamp, formatted once per second."""
+    now = int(time.time())
+    if now != _log_time_cache[0]:
+        _log_time_cache[0] = now
+        _log_time_cache[1] = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
+    return _log_time_cache[1]
 
 
 class _EmptyInput:
