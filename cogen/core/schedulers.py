@@ -32,7 +32,7 @@ from typing import Any
 
 from cogen.core import coroutines as _coroutines
 from cogen.core.coroutines import Coroutine
-from cogen.core.events import CoroutineException, OperationTimeout
+from cogen.core.events import CoroutineException, OperationTimeout, Sleep
 from cogen.core.reactors import Reactor, get_reactor
 from cogen.core.util import PENDING, USE_DEFAULT, priority
 
@@ -45,8 +45,9 @@ _monotonic = time.monotonic
 
 #: Put in ``coro._timer`` (see ``_woke_own``) by an operation whose
 #: ``process`` woke its own coroutine and still returns ``PENDING``: the
-#: scheduler then arms no deadline for that wait, which is already over. A
-#: dead timer entry, so ``resume`` treats it as nothing to cancel.
+#: scheduler then arms no deadline for that wait, which is already over, and
+#: clears the marker. A dead timer entry, so ``resume`` treats it as nothing
+#: to cancel.
 _WOKEN: list[Any] = [0.0, 0, 0, None, None]
 
 
@@ -62,11 +63,11 @@ class Scheduler:
             set ``timeout=`` (None: wait forever).
         reactor_resolution: the longest a single reactor poll may block
             (None: as long as needed).
-        proactor, proactor_resolution, proactor_multiplex_first,
-        proactor_greedy, proactor_default_size, ops_greedy: the original's
-            later names; ``proactor*`` map onto ``reactor*``, the others are
-            accepted and have no effect (operations always try their system
-            call before waiting).
+        proactor: the original's later name for ``reactor``.
+        proactor_resolution: the original's later name for ``reactor_resolution``.
+        proactor_multiplex_first: accepted for the original's code; no effect
+            (operations always try their system call before waiting). So are
+            ``proactor_greedy``, ``proactor_default_size`` and ``ops_greedy``.
     """
 
     def __init__(self, reactor: Any = None, default_priority: int = priority.LAST,
@@ -92,7 +93,6 @@ class Scheduler:
         self._timers_dead = 0
         self._ready: list[tuple[Any, Coroutine]] = []
         self._callbacks: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
-        self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -196,12 +196,18 @@ class Scheduler:
             self._timers_dead += 1
 
     def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
-        """From any thread: have the loop call ``fn(*args)`` soon, waking it if it sleeps."""
-        with self._lock:
-            self._callbacks.append((fn, args))
-            if self._wake_pending:
-                return
-            self._wake_pending = True
+        """From any thread: have the loop call ``fn(*args)`` soon, waking it if it sleeps.
+
+        Also safe from a signal handler: it takes no lock (a handler that
+        interrupted the loop while it held one would deadlock). ``deque``
+        appends and pops are atomic, and the order "append, then test the
+        flag" here against "clear the flag, then count" in the loop means a
+        callback is either counted by the loop or followed by a wake-up byte.
+        """
+        self._callbacks.append((fn, args))
+        if self._wake_pending:
+            return
+        self._wake_pending = True
         try:
             self._wake_w.send(b"\0")
         except (BlockingIOError, OSError):
@@ -222,12 +228,6 @@ class Scheduler:
 
     def _arm(self, op: Any, coro: Coroutine, timeout: Any) -> None:
         """Give ``coro`` the deadline of the timed operation it just parked on."""
-        timer = coro._timer
-        if timer is not None:
-            # the operation armed a timer of its own, or woke its own coroutine
-            if timer is _WOKEN:
-                coro._timer = None
-            return
         if timeout is USE_DEFAULT:
             timeout = self.default_timeout
             if timeout is None:
@@ -254,10 +254,10 @@ class Scheduler:
 
         Only for operations that must place their own coroutine on the run
         queue relative to others (``WaitForSignal`` firing a parked
-        ``Signal``); the marker is consumed by ``_arm`` right after.
+        ``Signal``), from a ``process`` called when the coroutine yields the
+        operation; ``_run_active`` consumes the marker right after.
         """
-        if op.timeout is not None:
-            coro._timer = _WOKEN
+        coro._timer = _WOKEN
 
     def _fire_timers(self, now: float) -> None:
         timers = self.timers
@@ -303,14 +303,25 @@ class Scheduler:
         self.active.append((CoroutineException(OperationTimeout(op, timeout)), coro))
 
     # -- stepping coroutines --------------------------------------------------------
-    def _run_active(self) -> None:
-        """Step every pair that is queued now (not the ones this queues)."""
+    def _run_active(self, keep_going: bool = False) -> None:
+        """Step every pair that is queued now (not the ones this queues).
+
+        With ``keep_going`` (``run()`` passes it), go on with the pairs queued
+        meanwhile, round after round, for as long as a poll could find nothing
+        to do: no descriptor waited on, no timer armed, no thread callback
+        queued and no ``stop()``. Then a coroutine that only yields
+        ``Sleep(0)``, or two that only signal each other, cost a loop
+        iteration per switch and not a whole ``run_once`` each.
+        """
         active = self.active
         popleft = active.popleft
         append = active.append
         default_prio = self.default_priority
-        n = len(active)
+        arm_default = self.default_timeout is not None
+        reactor = self.reactor
+        readers, writers = reactor.readers, reactor.writers
         mod = _coroutines
+        n = len(active)
         while n:
             n -= 1
             val, coro = popleft()
@@ -330,6 +341,14 @@ class Scheduler:
                 except BaseException as exc:
                     self._finish(coro, None, exc)
                     break
+                if op.__class__ is Sleep:
+                    # the commonest operation, done here without its process()
+                    # call: Sleep.process does the same
+                    if op.delay > 0:
+                        self._sleep(op.delay, op, coro)
+                    else:
+                        append((op, coro))
+                    break
                 if op is None:
                     append((None, coro))
                     break
@@ -344,18 +363,26 @@ class Scheduler:
                     val = CoroutineException(exc)
                     continue
                 if result is PENDING:
-                    timeout = op.timeout
-                    if timeout is not None:
-                        self._arm(op, coro, timeout)
+                    timer = coro._timer
+                    if timer is None:
+                        timeout = op.timeout
+                        # USE_DEFAULT with no default_timeout: nothing to arm
+                        if timeout is not None and (arm_default or timeout is not USE_DEFAULT):
+                            self._arm(op, coro, timeout)
+                    elif timer is _WOKEN:
+                        coro._timer = None
                     break
                 prio = op.prio
                 if prio < 0:
                     prio = default_prio
-                if prio & 1:
+                if prio & 1:  # priority.CORO: resume the coroutine at once
                     val = result
                     continue
                 append((result, coro))
                 break
+            if not n and keep_going and active and not (
+                    readers or writers or self._timers_live or self._callbacks or self._stopping):
+                n = len(active)
         mod.current = None
 
     def _not_an_operation(self, op: Any) -> Any:
@@ -410,11 +437,11 @@ class Scheduler:
                 append((result, coro))
 
     def _run_callbacks(self) -> None:
-        with self._lock:
-            callbacks = self._callbacks
-            self._callbacks = deque()
-            self._wake_pending = False
-        for fn, args in callbacks:
+        self._wake_pending = False
+        callbacks = self._callbacks
+        popleft = callbacks.popleft
+        for _ in range(len(callbacks)):
+            fn, args = popleft()
             try:
                 fn(*args)
             except Exception:
@@ -423,7 +450,8 @@ class Scheduler:
     # -- the loop -------------------------------------------------------------------
     def has_work(self) -> bool:
         """True while some coroutine can still run (now or after a wait)."""
-        return bool(self.active or self._timers_live or self.reactor
+        reactor = self.reactor
+        return bool(self.active or self._timers_live or reactor.readers or reactor.writers
                     or self.pending_external > 0 or self._callbacks or self._ready)
 
     def run_once(self, timeout: float | None = 0.0) -> bool:
@@ -432,21 +460,29 @@ class Scheduler:
         Returns :meth:`has_work`. This is the way to drive cogen from another
         event loop: call it whenever that loop is idle.
         """
-        if self.active:
-            self._run_active()
-        if self.active or self._callbacks or self._stopping:
+        return self._iterate(timeout, False)
+
+    def _iterate(self, timeout: float | None, keep_going: bool) -> bool:
+        """One iteration: step the queued coroutines, poll, fire timers, run callbacks."""
+        active = self.active
+        if active:
+            self._run_active(keep_going)
+        reactor = self.reactor
+        watching = reactor.readers or reactor.writers
+        if active or self._callbacks or self._stopping:
             wait: float | None = 0.0
         elif self._timers_live:
             wait = max(0.0, self.timers[0][0] - _monotonic())
             if timeout is not None and wait > timeout:
                 wait = timeout
-        elif self.reactor or self.pending_external > 0:
+        elif watching or self.pending_external > 0:
             wait = timeout
         else:
             wait = 0.0
-        if wait != 0.0 or self.reactor:
-            self.reactor.poll(wait, self._ready)
-            self._process_ready()
+        if wait != 0.0 or watching:
+            reactor.poll(wait, self._ready)
+            if self._ready:
+                self._process_ready()
         if self._timers_live or self._timers_dead:
             timers = self.timers
             if timers:
@@ -475,11 +511,10 @@ class Scheduler:
         """Run until no coroutine can ever run again, or :meth:`stop` is called."""
         self.running = True
         self._thread_id = threading.get_ident()
-        run_once = self.run_once
-        has_work = self.has_work
+        iterate = self._iterate
         try:
-            while not self._stopping and has_work():
-                run_once(None)
+            while not self._stopping and iterate(None, True):
+                pass
         finally:
             self.running = False
             self._stopping = False

@@ -1,0 +1,215 @@
+"""A multi-room web chat with long polling on a PublishSubscribeQueue.
+
+Run it from the repository root (after ``pip install -e .``)::
+
+    cogen-web examples.chat.app:application --port 8080
+
+then open http://127.0.0.1:8080/ in two browser windows, pick the same room
+and a name in each, and talk. (``python -m cogen.web`` works the same as
+``cogen-web``.)
+
+How it works: every room is a :class:`cogen.core.pubsub.PublishSubscribeQueue`.
+Joining subscribes the browser under a client id; the page then long-polls:
+each poll request *yields* ``room.fetch(client, timeout=...)``, which parks
+that request's coroutine (no thread) until somebody publishes, or the timeout
+passes. Posting a message yields ``room.publish(message)``, which wakes every
+parked poll of the room at once. The app is a plain generator WSGI app that
+yields cogen operations directly; the server runs each one and leaves its
+outcome on ``environ['cogen']`` (``.result``, ``.exception``), see
+:mod:`cogen.web.extensions`.
+
+The HTTP API (all answers are JSON):
+
+- ``POST /rooms/ROOM/join``  form ``name`` -> ``{"client": ID, "history": [...]}``
+- ``GET  /rooms/ROOM/poll?client=ID`` -> ``{"messages": [...]}`` (long poll;
+  an empty list after the poll timeout; 410 if the subscription is gone)
+- ``POST /rooms/ROOM/say``  form ``client``, ``text`` -> ``{"woken": N}``
+- ``POST /rooms/ROOM/leave`` form ``client`` -> ``{"left": true}``
+"""
+import collections
+import json
+import os
+import re
+import secrets
+import time
+from urllib.parse import parse_qs
+
+from cogen.core.events import OperationTimeout
+from cogen.core.pubsub import NotSubscribedError, PublishSubscribeQueue
+
+#: How long one poll request waits for messages before answering ``[]``.
+POLL_TIMEOUT = float(os.environ.get("CHAT_POLL_TIMEOUT", "25"))
+#: A client that has not polled for this long is unsubscribed (its tab was
+#: closed without a "leave"), so its backlog does not pin messages forever.
+CLIENT_EXPIRY = 2 * POLL_TIMEOUT + 30
+HISTORY = 50           # messages a joining client is shown
+MAX_TEXT = 1000        # characters in one message
+MAX_NAME = 40
+MAX_FORM = 16 * 1024   # bytes of a form body
+ROOM_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}\Z")
+ROUTE = re.compile(r"/rooms/(?P<room>[^/]+)/(?P<action>join|poll|say|leave)\Z")
+
+PAGE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "index.html")
+
+
+class Room:
+    """One chat room: its queue, its members and a little history."""
+
+    def __init__(self, name):
+        self.name = name
+        self.queue = PublishSubscribeQueue()
+        self.names = {}          # client id -> display name
+        self.last_seen = {}      # client id -> time.monotonic() of its last request
+        self.history = collections.deque(maxlen=HISTORY)
+        self.seq = 0
+
+    def message(self, kind, name, text=""):
+        self.seq += 1
+        msg = {"seq": self.seq, "kind": kind, "name": name, "text": text, "time": time.time()}
+        self.history.append(msg)
+        return msg
+
+    def stale_clients(self):
+        limit = time.monotonic() - CLIENT_EXPIRY
+        return [client for client, seen in self.last_seen.items() if seen < limit]
+
+
+rooms = {}
+
+
+def get_room(name):
+    room = rooms.get(name)
+    if room is None:
+        room = rooms[name] = Room(name)
+    return room
+
+
+def outcome(environ):
+    """The result of the operation the app yielded last; raises its exception."""
+    gate = environ["cogen"]
+    if gate.exception is not None:
+        raise gate.result
+    return gate.result
+
+
+def json_response(start_response, status, data):
+    body = json.dumps(data).encode("utf-8")
+    start_response(status, [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(body))),
+                            ("Cache-Control", "no-store")])
+    return body
+
+
+def read_form(environ):
+    """The urlencoded request body (already buffered by the server) as a dict."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body = environ["wsgi.input"].read(min(length, MAX_FORM)) if length else b""
+    fields = parse_qs(body.decode("utf-8", "replace"))
+    return {key: values[-1] for key, values in fields.items()}
+
+
+def application(environ, start_response):
+    """The WSGI entry point: the page, or one of the JSON endpoints."""
+    path = environ.get("PATH_INFO") or "/"
+    method = environ["REQUEST_METHOD"]
+    if path == "/" and method in ("GET", "HEAD"):
+        with open(PAGE_PATH, "rb") as f:
+            page = f.read()
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                                  ("Content-Length", str(len(page)))])
+        return [page]
+    match = ROUTE.match(path)
+    if match is None:
+        return [json_response(start_response, "404 Not Found", {"error": "no such page"})]
+    room_name, action = match.group("room"), match.group("action")
+    if not ROOM_NAME.match(room_name):
+        return [json_response(start_response, "400 Bad Request",
+                              {"error": "a room name is 1-40 letters, digits, '-' or '_'"})]
+    expected = "GET" if action == "poll" else "POST"
+    if method != expected:
+        body = json.dumps({"error": f"use {expected}"}).encode()
+        start_response("405 Method Not Allowed", [("Content-Type", "application/json"),
+                                                  ("Content-Length", str(len(body))),
+                                                  ("Allow", expected)])
+        return [body]
+    handler = {"join": join, "poll": poll, "say": say, "leave": leave}[action]
+    return handler(environ, start_response, get_room(room_name))
+
+
+def remove_client(room, client):
+    """Unsubscribe ``client`` and tell the others; yields operations."""
+    yield room.queue.unsubscribe(client)
+    room.last_seen.pop(client, None)
+    name = room.names.pop(client, "someone")
+    if room.names:
+        yield room.queue.publish(room.message("left", name))
+    elif rooms.get(room.name) is room:
+        del rooms[room.name]  # the last one left: forget the room
+
+
+def expire(room):
+    """Unsubscribe the clients of ``room`` that stopped polling; yields operations."""
+    for client in room.stale_clients():
+        yield from remove_client(room, client)
+
+
+def join(environ, start_response, room):
+    form = read_form(environ)
+    name = (form.get("name") or "").strip()[:MAX_NAME] or "anonymous"
+    yield from expire(room)
+    room = get_room(room.name)  # expire() forgets a room whose members all left
+    client = secrets.token_urlsafe(12)
+    history = list(room.history)
+    yield room.queue.subscribe(client)
+    room.names[client] = name
+    room.last_seen[client] = time.monotonic()
+    yield room.queue.publish(room.message("joined", name))
+    yield json_response(start_response, "200 OK", {"client": client, "room": room.name,
+                                                   "history": history})
+
+
+def poll(environ, start_response, room):
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    client = query.get("client", [""])[-1]
+    if client not in room.names:
+        yield json_response(start_response, "410 Gone", {"error": "not in this room; join again"})
+        return
+    room.last_seen[client] = time.monotonic()
+    # Park this request until a message is published to the room, or time out.
+    yield room.queue.fetch(client, timeout=POLL_TIMEOUT)
+    try:
+        messages = outcome(environ)
+    except OperationTimeout:
+        messages = []
+    except NotSubscribedError:  # it left (or expired) while this poll waited
+        yield json_response(start_response, "410 Gone", {"error": "not in this room; join again"})
+        return
+    room.last_seen[client] = time.monotonic()
+    yield json_response(start_response, "200 OK", {"messages": messages})
+
+
+def say(environ, start_response, room):
+    form = read_form(environ)
+    client = form.get("client", "")
+    text = (form.get("text") or "").strip()[:MAX_TEXT]
+    if client not in room.names:
+        yield json_response(start_response, "410 Gone", {"error": "not in this room; join again"})
+        return
+    if not text:
+        yield json_response(start_response, "400 Bad Request", {"error": "say something"})
+        return
+    room.last_seen[client] = time.monotonic()
+    yield from expire(room)
+    yield room.queue.publish(room.message("said", room.names[client], text))
+    woken = outcome(environ)
+    yield json_response(start_response, "200 OK", {"woken": woken})
+
+
+def leave(environ, start_response, room):
+    client = read_form(environ).get("client", "")
+    if client in room.names:
+        yield from remove_client(room, client)
+    yield json_response(start_response, "200 OK", {"left": True})
