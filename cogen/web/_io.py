@@ -12,11 +12,12 @@ import ssl
 from collections.abc import Generator
 from typing import Any
 
-from cogen.core.events import TimedOperation
+from cogen.core.events import Operation, TimedOperation
 from cogen.core.util import PENDING
 from cogen.errors import CogenError
 
-__all__ = ["WaitIO", "ClientDisconnected", "WOULD_BLOCK", "send_all", "send_file"]
+__all__ = ["WaitIO", "ClientDisconnected", "ServerClosing", "PARKED", "WOULD_BLOCK", "send_all",
+           "send_file"]
 
 #: What a non-blocking call raises when it would block (TLS adds its own).
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError)
@@ -25,6 +26,22 @@ _WANT_WRITE = ssl.SSLWantWriteError
 
 class ClientDisconnected(CogenError):
     """The client went away (reset, broken pipe, closed) while we talked to it."""
+
+
+class ServerClosing(CogenError):
+    """Thrown into a connection's coroutine when the server shuts down and closes it."""
+
+
+class _Parked(Operation):
+    """Park the coroutine on nothing: only an exception thrown in wakes it."""
+
+    __slots__ = ()
+
+    def process(self, sched: Any, coro: Any) -> Any:
+        return PENDING
+
+
+PARKED = _Parked()
 
 
 class WaitIO(TimedOperation):

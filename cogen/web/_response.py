@@ -9,7 +9,7 @@ from typing import Any
 from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation, OperationTimeout
 from cogen.web import http as _http
-from cogen.web._io import ClientDisconnected, send_file
+from cogen.web._io import PARKED, ClientDisconnected, ServerClosing, send_file
 
 __all__ = ["_Response"]
 
@@ -103,7 +103,7 @@ class _Response:
                     and hasattr(result, "sendfile_range") and (yield from self.send_file(result)):
                 yield from self._finish()
                 return True
-            gate = environ["cogen"]
+            gate = environ["cogen.wsgi"]
             iterator = iter(result)
             while True:
                 try:
@@ -119,21 +119,14 @@ class _Response:
                         chunk = b""
                     else:
                         gate.operation = None
-                    try:
-                        gate.result = yield op
-                        gate.exception = None
-                    except (ClientDisconnected, GeneratorExit):
-                        raise
-                    except Exception as exc:
-                        gate.result = exc
-                        gate.exception = sys.exc_info()
+                    yield from self._run_op(gate, op)
                 if chunk:
                     yield from self._send(self._check_chunk(chunk), None)
             if self.pending is not None:
                 yield from self._flush_pending()
             yield from self._finish()
             return True
-        except (ClientDisconnected, OperationTimeout):
+        except (ClientDisconnected, OperationTimeout, ServerClosing):
             raise
         except Exception:
             yield from self._app_failed(sys.exc_info())
@@ -147,6 +140,45 @@ class _Response:
                     error_log.exception("error closing the response iterable of %s %s",
                                         self.head.method, self.head.target)
 
+    # -- operations the app yields -------------------------------------------------
+    def _run_op(self, gate: Any, op: Any) -> Generator[Any, Any, None]:
+        """Run an operation for the app; its outcome goes on the gate."""
+        try:
+            gate.result = yield from self._wait(op)
+            gate.exception = None
+        except (ClientDisconnected, ServerClosing):
+            raise
+        except Exception as exc:
+            gate.result = exc
+            gate.exception = sys.exc_info()
+
+    def _wait(self, op: Any) -> Generator[Any, Any, Any]:
+        """Yield ``op``, a wait that ``WSGIServer._force_close`` can withdraw; its result.
+
+        The connection's coroutine is then parked on something other than
+        its socket, so closing the socket would not wake it: ``_force_close``
+        withdraws ``op`` (``cleanup``) and throws ServerClosing in.
+        """
+        conn = self.conn
+        conn.op = op
+        try:
+            result = yield op
+        except ServerClosing:
+            raise
+        except Exception:
+            if not conn.cancelled:
+                raise
+        else:
+            if not conn.cancelled:
+                return result
+        finally:
+            conn.op = None
+        # ``op`` completed in the very loop iteration in which _force_close
+        # withdrew it: the ServerClosing thrown in is still queued for this
+        # coroutine. Take it parked on nothing, so it cannot land on a later wait.
+        yield PARKED
+        raise ServerClosing("the grace period is over")
+
     # -- running the app in a thread pool -------------------------------------------
     def run_threaded(self, pool: Any) -> Generator[Any, Any, bool]:
         """Like :meth:`run`, with the app call and each ``next()`` in ``pool``."""
@@ -154,7 +186,10 @@ class _Response:
         environ = self.environ
         try:
             # Run takes the arguments as one tuple, not spread
-            result = yield threads.Run(self.server.app, (environ, self.start_response), pool=pool)
+            result = yield from self._wait(threads.Run(self.server.app,
+                                                       (environ, self.start_response), pool=pool))
+        except ServerClosing:
+            raise
         except Exception:
             yield from self._app_failed(sys.exc_info())
             return False
@@ -164,12 +199,12 @@ class _Response:
                 step = None
             else:
                 step = _threaded_next
-            gate = environ["cogen"]
+            gate = environ["cogen.wsgi"]
             while True:
                 if step is None:
                     chunk = next(iterator, _DONE)
                 else:
-                    chunk = yield threads.Run(step, (iterator,), pool=pool)
+                    chunk = yield from self._wait(threads.Run(step, (iterator,), pool=pool))
                 if chunk is _DONE:
                     break
                 if self.pending is not None:
@@ -181,21 +216,14 @@ class _Response:
                         chunk = b""
                     else:
                         gate.operation = None
-                    try:
-                        gate.result = yield op
-                        gate.exception = None
-                    except (ClientDisconnected, GeneratorExit):
-                        raise
-                    except Exception as exc:
-                        gate.result = exc
-                        gate.exception = sys.exc_info()
+                    yield from self._run_op(gate, op)
                 if chunk:
                     yield from self._send(self._check_chunk(chunk), None)
             if self.pending is not None:
                 yield from self._flush_pending()
             yield from self._finish()
             return True
-        except (ClientDisconnected, OperationTimeout):
+        except (ClientDisconnected, OperationTimeout, ServerClosing):
             raise
         except Exception:
             yield from self._app_failed(sys.exc_info())
@@ -203,11 +231,28 @@ class _Response:
         finally:
             close = getattr(result, "close", None)
             if close is not None:
-                try:
-                    yield threads.Run(close, pool=pool)
-                except Exception:
-                    error_log.exception("error closing the response iterable of %s %s",
-                                        self.head.method, self.head.target)
+                if sys.exc_info()[0] is GeneratorExit:
+                    # this coroutine is being closed (Scheduler.close, garbage
+                    # collection): it must not yield again, so close() is called here
+                    self._close_now(close)
+                else:
+                    try:
+                        yield threads.Run(close, pool=pool)
+                    except Exception:
+                        error_log.exception("error closing the response iterable of %s %s",
+                                            self.head.method, self.head.target)
+
+    def _close_now(self, close: Any) -> None:
+        try:
+            close()
+        except ValueError as exc:
+            # "generator already executing": a step still runs in a worker
+            # thread; the generator is finalised when that step lets go of it
+            error_log.debug("could not close the response iterable of %s %s: %s",
+                            self.head.method, self.head.target, exc)
+        except Exception:
+            error_log.exception("error closing the response iterable of %s %s",
+                                self.head.method, self.head.target)
 
     # -- sending --------------------------------------------------------------------
     @staticmethod
@@ -240,8 +285,10 @@ class _Response:
             raise AssertionError("the app returned without calling start_response")
         request = self.head
         server = self.server
+        # the cache is shared by every server in the process: the key holds
+        # everything of the server's that goes into a head (its Server field)
         key = (status, total, request.method == "HEAD", request.version, request.keep_alive,
-               server._closing, *self.headers)
+               server._closing, server.options["ident"], *self.headers)
         date = _http_date()
         if date is not _cache_state[0]:
             _HEAD_CACHE.clear()
@@ -261,6 +308,10 @@ class _Response:
         return head_bytes
 
     def _format(self, status: str, total: int | None) -> tuple[bytes, Any]:
+        if status[:1] == "1":
+            # WSGI has no interim responses: sent as the final one, a 1xx
+            # would leave the client waiting for a response that never comes
+            raise _http.LocalProtocolError(f"interim status {status!r} as the final response")
         headers = self.headers
         if total is not None and not status.startswith(_NO_LENGTH_STATUS):
             for name, _ in headers:

@@ -109,7 +109,21 @@ class CogenGate(AsyncInput):
 
     @property
     def core(self) -> Any:
+        """A proxy of :mod:`cogen.core` whose operation-making calls are recorded here."""
         return _Proxy(self, cogen.core)
+
+    def call(self, obj: Any) -> Any:
+        """``environ['cogen.call'](f)(*args)``: record the operation or coroutine ``f(*args)`` makes."""
+        return _Proxy(self, obj)
+
+    # the original's capitalised names on environ['cogen.input']
+    def Read(self, size: int = -1, **_ignored: Any) -> Any:  # noqa: N802
+        """The original's ``environ['cogen.input'].Read(n)``: :meth:`read`."""
+        return self.read(size)
+
+    def ReadLine(self, size: int = -1, **_ignored: Any) -> Any:  # noqa: N802
+        """The original's ``environ['cogen.input'].ReadLine(n)``: :meth:`readline`."""
+        return self.readline(size)
 
     def set_outcome(self, result: Any, exc_info: Any = None) -> None:
         """Store an operation's outcome where the app reads it."""
@@ -141,7 +155,7 @@ def is_streaming_input(app: Any) -> bool:
 
 def _run_through_gate(environ: dict[str, Any], op: Any) -> Iterator[bytes]:
     """Yield ``op`` through the gate; afterwards the outcome is on the gate."""
-    gate = environ["cogen"]
+    gate = environ["cogen.wsgi"]
     gate.operation = op
     yield b""
 
@@ -234,7 +248,7 @@ class SynchronousInputMiddleware:
                         reader: Any) -> Iterator[Any]:
         import tempfile
         body = tempfile.SpooledTemporaryFile(max_size=self.buffer_size)
-        gate = environ["cogen"]
+        gate = environ["cogen.wsgi"]
         while True:
             yield from _run_through_gate(environ, reader.read(65536))
             if gate.exception is not None:
@@ -245,13 +259,16 @@ class SynchronousInputMiddleware:
             body.write(data)
         body.seek(0)
         environ["wsgi.input"] = body
-        result = self.app(environ, start_response)
         try:
-            yield from result
+            result = self.app(environ, start_response)
+            try:
+                yield from result
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
         finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+            body.close()  # maybe a temporary file: do not leave it to the garbage collector
 
 
 lazy_sr = LazyStartResponseMiddleware

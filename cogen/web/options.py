@@ -178,6 +178,11 @@ OPTIONS: tuple[Option, ...] = (
            "--keyfile", "PATH", "tls"),
     Option("ssl_context", lambda v: v, None, "an ssl.SSLContext to serve https with", None, None,
            "tls"),
+    Option("cogen_key", lambda v: None if v is None or str(v).lower() == "auto" else as_bool(v),
+           None,
+           "also give the gate as environ['cogen'] (besides 'cogen.wsgi'); 'auto' leaves it out "
+           "for apps wrapped in wsgiref.validate, which allows only str under undotted keys",
+           None, None, "compat"),
     Option("reuse_port", as_bool, False, "set SO_REUSEPORT on the listening socket",
            None, None),
 )

@@ -40,8 +40,16 @@ from cogen.web import http as _http
 from cogen.web._body import BodySource, UnreadableInput, read_whole_body
 from cogen.web._environ import _KEYS as _HEADER_KEYS
 from cogen.web._environ import ERRORS, ProxyRules, decode_path, header_key
-from cogen.web._io import WOULD_BLOCK, ClientDisconnected, WaitIO, send_all, send_file
-from cogen.web.extensions import CogenGate, is_streaming_input
+from cogen.web._io import (
+    WOULD_BLOCK,
+    ClientDisconnected,
+    ServerClosing,
+    WaitIO,
+    send_all,
+    send_file,
+)
+import cogen.core as _cogen_core
+from cogen.web.extensions import CogenGate, _Proxy, is_streaming_input
 from cogen.web.options import OPTIONS_BY_NAME, resolve_options
 
 __all__ = ["WSGIServer", "FileWrapper", "parse_bind"]
@@ -60,8 +68,7 @@ _monotonic = time.monotonic
 _SERVER_ERROR = b"Internal Server Error\n"
 
 
-class _ServerClosing(Exception):
-    """Thrown into idle connections when the server shuts down."""
+_ServerClosing = ServerClosing
 
 
 class FileWrapper:
@@ -95,12 +102,12 @@ class FileWrapper:
             if not stat.S_ISREG(st.st_mode):
                 return None
             offset = self.filelike.tell()
-        except (AttributeError, OSError, ValueError, io_unsupported()):
+        except (AttributeError, OSError, ValueError, _io_unsupported()):
             return None
         return fd, offset, max(0, st.st_size - offset)
 
 
-def io_unsupported() -> type[Exception]:
+def _io_unsupported() -> type[Exception]:
     import io
     return io.UnsupportedOperation
 
@@ -143,7 +150,7 @@ def parse_bind(bind: Any) -> tuple[int, Any]:
 class _Conn:
     """What one connection coroutine shares with its helpers."""
 
-    __slots__ = ("sock", "fd", "waiter", "buf", "send_timeout", "idle", "coro")
+    __slots__ = ("sock", "fd", "waiter", "buf", "send_timeout", "idle", "coro", "op", "cancelled")
 
     def __init__(self, sock: Any, send_timeout: float | None) -> None:
         self.sock = sock
@@ -153,6 +160,10 @@ class _Conn:
         self.send_timeout = send_timeout
         self.idle = True
         self.coro: Any = None
+        #: the operation the coroutine waits on instead of the socket, if any
+        #: (see _Response._wait), and whether _force_close withdrew it
+        self.op: Any = None
+        self.cancelled = False
 
     def recv_more(self, timeout: float | None) -> Generator[Any, Any, None]:
         """Append at least one more received byte to ``buf``; ClientDisconnected at EOF."""
@@ -215,21 +226,32 @@ class WSGIServer:
         self.options = opts
         self.app = app
         self.sched = scheduler if scheduler is not None else Scheduler()
+        # A socket we are handed is the caller's: closing ours must not unlink its path.
+        self._owns_path = not isinstance(bind_addr, socket.socket) and not isinstance(
+            getattr(bind_addr, "raw", None), socket.socket)
+        # what can fail on a bad option comes before binding, so that an
+        # error leaves no listening socket behind
+        self.ssl_context = self._ssl_context(opts)
+        self.proxies = ProxyRules(opts["trusted_proxy"])
         self.socket = self._listen(bind_addr, opts)
         self.socket.setblocking(False)
         self.address = self.socket.getsockname()
-        self.ssl_context = self._ssl_context(opts)
-        self.proxies = ProxyRules(opts["trusted_proxy"])
         self.url_prefix = (opts["url_prefix"] or "").rstrip("/")
         self.threads = opts["threads"]
         self.stream_input = opts["stream_input"] or is_streaming_input(app)
         self.access_log_enabled = opts["access_log"]
+        # environ['cogen'] is not a str under an undotted key, which
+        # wsgiref.validate rejects (it takes undotted keys for CGI
+        # variables): left out for an app wrapped in the validator.
+        self.cogen_key = (opts["cogen_key"] if opts["cogen_key"] is not None
+                          else not _wraps_validator(app))
         self._pool: Any = None
         self._conns: dict[int, _Conn] = {}
         self._closing = False
         self._stopped = False
         self._serve_coro: Any = None
         self._grace_timer: Any = None
+        self._grace_deadline: float | None = None
         self._limits = {
             "max_request_line": opts["max_request_line"],
             "max_header_bytes": opts["max_header_bytes"] or 1 << 62,
@@ -243,8 +265,8 @@ class WSGIServer:
     def _listen(bind_addr: Any, opts: dict[str, Any]) -> socket.socket:
         if isinstance(bind_addr, socket.socket):
             return bind_addr
-        if hasattr(bind_addr, "_sock") and isinstance(bind_addr._sock, socket.socket):
-            return bind_addr._sock
+        if isinstance(getattr(bind_addr, "raw", None), socket.socket):
+            return bind_addr.raw  # a cogen.core.sockets.Socket
         family, addr = parse_bind(bind_addr)
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -362,7 +384,7 @@ class WSGIServer:
         if self.socket.fileno() >= 0:
             fd = self.socket.fileno()
             self.sched.forget_fd(fd)
-            if self.socket.family == socket.AF_UNIX:
+            if self.socket.family == socket.AF_UNIX and self._owns_path:
                 try:
                     path = self.socket.getsockname()
                     if path and os.path.exists(path):
@@ -388,6 +410,8 @@ class WSGIServer:
         for conn in list(self._conns.values()):
             if conn.idle:
                 self.sched.forget_fd(conn.fd, _ServerClosing())
+        if grace is not None:
+            self._grace_deadline = _monotonic() + grace
         if self._conns and grace is not None:
             self._grace_timer = self.sched.call_later(grace, self._force_close)
         elif grace is None:
@@ -403,6 +427,17 @@ class WSGIServer:
         self._grace_timer = None
         for conn in list(self._conns.values()):
             self.sched.forget_fd(conn.fd, _ServerClosing())
+            op = conn.op
+            if op is not None and conn.coro is not None:
+                # parked on an app operation (or a thread), which closing the
+                # socket would not wake: withdraw the wait, then throw
+                conn.op = None
+                conn.cancelled = True
+                if isinstance(op, Coroutine):
+                    op.caller = None  # the callee runs on alone, its outcome dropped
+                else:
+                    op.cleanup(self.sched, conn.coro)
+                self.sched.throw(conn.coro, _ServerClosing("the grace period is over"))
             try:
                 conn.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -427,7 +462,13 @@ class WSGIServer:
     def _connection(self, sock: Any, addr: Any) -> Generator[Any, Any, None]:
         opts = self.options
         conn = _Conn(sock, opts["send_timeout"])
+        conn.coro = _current()
         self._conns[conn.fd] = conn
+        if self._closing and self._grace_timer is None and self._grace_deadline is not None:
+            # accepted before shutdown() but started after it: shutdown() did
+            # not see this connection, yet the grace period bounds it too
+            self._grace_timer = self.sched.call_later(
+                max(0.0, self._grace_deadline - _monotonic()), self._force_close)
         try:
             if self.ssl_context is not None:
                 sock = yield from self._handshake(conn)
@@ -483,9 +524,11 @@ class WSGIServer:
         first = True
         while True:
             # -- wait for and read a request head --
-            conn.idle = True
+            # A new connection is not idle: its first request is served even
+            # if shutdown began since the accept (graceful restarts).
+            conn.idle = not first
             if not conn.buf:
-                if self._closing:
+                if self._closing and not first:
                     return
                 while True:
                     try:
@@ -552,8 +595,10 @@ class WSGIServer:
             if path == prefix or path.startswith(prefix + "/"):
                 path = path[len(prefix):]
             else:
-                yield from self._simple(conn, 404, "Not Found", head)
-                return head.keep_alive and not (head.content_length or head.chunked)
+                # the body is not read, so the connection cannot go on after it
+                keep_open = head.keep_alive and not (head.content_length or head.chunked)
+                yield from self._simple(conn, 404, "Not Found", head, keep_open)
+                return keep_open
         environ["PATH_INFO"] = path
         keys = _HEADER_KEYS
         for name, value in head.headers:
@@ -570,6 +615,7 @@ class WSGIServer:
 
         # -- the body --
         source = None
+        spool = None
         if head.content_length or head.chunked:
             source = BodySource(conn, head.content_length, head.chunked, head.expect_continue,
                                 self.options["max_body"], self.options["body_timeout"])
@@ -582,7 +628,7 @@ class WSGIServer:
                 except _RemoteProtocolError as exc:
                     yield from self._reject(conn, exc, peer[0])
                     return False
-                environ["wsgi.input"] = stream
+                environ["wsgi.input"] = spool = stream
                 environ["CONTENT_LENGTH"] = str(length)
                 gate = CogenGate(self.sched, environ, length, stream)
         else:
@@ -590,23 +636,34 @@ class WSGIServer:
             if "CONTENT_LENGTH" in environ:
                 del environ["CONTENT_LENGTH"]
             gate = CogenGate(self.sched, environ, 0, stream)
-        environ["cogen"] = environ["cogen.wsgi"] = environ["cogen.input"] = gate
+        environ["cogen.wsgi"] = environ["cogen.input"] = gate
+        environ["cogen.core"] = _Proxy(gate, _cogen_core)
+        environ["cogen.call"] = gate.call
+        if self.cogen_key:
+            environ["cogen"] = gate
 
         # -- the app --
         response = _Response(self, conn, head, environ)
-        if self.threads:
-            ok = yield from response.run_threaded(self._get_pool())
-        else:
-            ok = yield from response.run()
+        try:
+            if self.threads:
+                ok = yield from response.run_threaded(self._get_pool())
+            else:
+                ok = yield from response.run()
+        finally:
+            if spool is not None:
+                # maybe a temporary file: its descriptor must not wait for the
+                # garbage collector (environ and gate refer to each other)
+                spool.close()
         if source is not None and not source.done:
             ok = False  # the app left part of a streamed body unread
         if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
             self._log_access(environ, head, response, started)
         return ok and response.keep_alive
 
-    def _simple(self, conn: _Conn, code: int, reason: str, head: Any) -> Generator[Any, Any, None]:
+    def _simple(self, conn: _Conn, code: int, reason: str, head: Any,
+                keep_open: bool) -> Generator[Any, Any, None]:
         data = _http.simple_response(code, reason, server=self.options["ident"],
-                                     close=not head.keep_alive)
+                                     close=not keep_open)
         if head.method == "HEAD":
             data = data[:data.index(b"\r\n\r\n") + 4]
         yield from conn.send(data)
@@ -669,6 +726,21 @@ def _log_time() -> str:
         _log_time_cache[0] = now
         _log_time_cache[1] = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
     return _log_time_cache[1]
+
+
+def _wraps_validator(app: Any) -> bool:
+    """True if ``app`` is, or wraps a few levels down, a ``wsgiref.validate`` validator."""
+    for _ in range(6):
+        if getattr(app, "__module__", None) == "wsgiref.validate":
+            return True
+        for attr in ("app", "application", "wrap_app", "__wrapped__"):
+            inner = getattr(app, attr, None)
+            if inner is not None and inner is not app:
+                app = inner
+                break
+        else:
+            return False
+    return False
 
 
 class _EmptyInput:

@@ -1,0 +1,138 @@
+"""Deliver POSIX signals to a scheduler, and watch a pipe for its writer's death.
+
+Theory of operation
+-------------------
+A Python signal handler runs in the main thread between two bytecodes of
+whatever the thread was doing, possibly inside the scheduler while it holds
+its callback lock; taking that lock again from the handler would deadlock.
+So the handlers installed here do nothing at all: ``signal.set_wakeup_fd``
+makes the interpreter's C-level handler write the signal number to a socket
+pair, and a coroutine parked on the read end (an ordinary reactor wait)
+reads the numbers and runs the callbacks as normal loop code. No polling,
+no locks in the handler.
+
+:class:`ParentWatch` uses the same reactor wait on the read end of a pipe
+whose only writer is the parent process: when the parent dies, the kernel
+closes the write end and the read end reports EOF.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Generator, Mapping
+from typing import Any
+
+from cogen.core.schedulers import Scheduler
+from cogen.errors import CogenError
+from cogen.web._io import WaitIO
+
+__all__ = ["ParentWatch", "SignalPipe"]
+
+log = logging.getLogger("cogen.web")
+
+
+class _Closed(CogenError):
+    """Thrown into a watcher coroutine to end it."""
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    """The Python-level handler: the wake-up fd does the real work."""
+
+
+class SignalPipe:
+    """Run ``handlers[signum](signum)`` from the scheduler's loop when a signal arrives.
+
+    Args:
+        sched: the scheduler the callbacks run on.
+        handlers: signal number to callback. Each callback runs as loop code
+            (it may call ``server.shutdown`` directly).
+
+    Must be created in the main thread. :meth:`close` restores the previous
+    handlers and wake-up fd and ends the watcher coroutine, so the scheduler
+    can run out of work; it is safe to call from a callback.
+    """
+
+    def __init__(self, sched: Scheduler, handlers: Mapping[int, Callable[[int], Any]]) -> None:
+        self.sched = sched
+        self.handlers = dict(handlers)
+        self._closed = False
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self._old_fd = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
+        self._old = {sig: signal.signal(sig, _ignore) for sig in self.handlers}
+        self._waiter = WaitIO(self._r.fileno(), self._r)
+        sched.add(self._watch)
+
+    def _watch(self) -> Generator[Any, Any, None]:
+        try:
+            while not self._closed:
+                try:
+                    data = self._r.recv(64)
+                except (BlockingIOError, InterruptedError):
+                    yield self._waiter.wait(False, None)
+                    continue
+                for signum in data:
+                    handler = self.handlers.get(signum)
+                    if handler is not None and not self._closed:
+                        handler(signum)
+        except _Closed:
+            pass
+
+    def close(self) -> None:
+        """Restore the old handlers and wake-up fd; end the watcher (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for sig, old in self._old.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        signal.set_wakeup_fd(self._old_fd)
+        self.sched.forget_fd(self._r.fileno(), _Closed())
+        self._r.close()
+        self._w.close()
+
+
+class ParentWatch:
+    """Call ``on_exit()`` from the loop when the process holding a pipe's write end dies.
+
+    Args:
+        sched: the scheduler.
+        fd: the read end of a pipe whose write end only the parent holds.
+        on_exit: called once, as loop code, when the read end reports EOF.
+
+    :meth:`close` stops watching (and closes ``fd``).
+    """
+
+    def __init__(self, sched: Scheduler, fd: int, on_exit: Callable[[], Any]) -> None:
+        self.sched = sched
+        self.fd = fd
+        self.on_exit = on_exit
+        self._closed = False
+        os.set_blocking(fd, False)
+        self._waiter = WaitIO(fd, self)
+        sched.add(self._watch)
+
+    def _watch(self) -> Generator[Any, Any, None]:
+        try:
+            while not self._closed:
+                try:
+                    data = os.read(self.fd, 64)
+                except (BlockingIOError, InterruptedError):
+                    yield self._waiter.wait(False, None)
+                    continue
+                if not data:
+                    self.close()
+                    self.on_exit()
+                    return
+        except _Closed:
+            pass
+
+    def close(self) -> None:
+        """Stop watching and close the descriptor (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.sched.forget_fd(self.fd, _Closed())
+        os.close(self.fd)

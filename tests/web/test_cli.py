@@ -1,0 +1,227 @@
+"""The cogen-web command, run as ``python -m cogen.web`` in a subprocess."""
+from __future__ import annotations
+
+import http.client
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import cogen
+from tests.web._process import (
+    WAIT,
+    ServerProcess,
+    StartServer,
+    cogen_web,
+    get,
+    get_unix,
+    subprocess_env,
+    write_app,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    write_app(tmp_path)
+    (tmp_path / "broken.py").write_text("raise RuntimeError('boom at import')\n")
+    return tmp_path
+
+
+@pytest.fixture
+def server(app_dir: Path) -> Iterator[StartServer]:
+    started: list[ServerProcess] = []
+
+    def start(*args: str) -> ServerProcess:
+        proc = ServerProcess(cogen_web(*args), cwd=app_dir)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.close()
+
+
+def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cogen_web(*args), cwd=cwd, env=subprocess_env(), capture_output=True, check=False,
+                          text=True, timeout=WAIT)
+
+
+def test_serves_a_request_on_the_real_port_of_port_0(server: StartServer) -> None:
+    proc = server("app:application", "--port", "0")
+    port = proc.port()
+    assert port != 0
+    status, body = get(port)
+    assert status == 200
+    assert body.isdigit()
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+
+
+def test_log_lines_carry_the_pid(server: StartServer) -> None:
+    proc = server("app:application", "--port", "0")
+    proc.port()
+    assert f"[{proc.pid}]" in proc.wait_for("listening on").string
+
+
+def test_bare_module_uses_the_application_attribute(server: StartServer) -> None:
+    proc = server("app", "--port", "0")
+    assert get(proc.port())[0] == 200
+
+
+def test_call_calls_a_factory(server: StartServer) -> None:
+    proc = server("app:make_app", "--call", "--port", "0")
+    assert get(proc.port()) == (200, b"made by the factory")
+
+
+def test_parentheses_call_a_factory(server: StartServer) -> None:
+    proc = server("app:make_app()", "--port", "0")
+    assert get(proc.port()) == (200, b"made by the factory")
+
+
+def test_several_binds_each_logged_and_served(server: StartServer) -> None:
+    proc = server("app:application", "--bind", "127.0.0.1:0", "-b", "127.0.0.1:0")
+    ports = [int(m.group(1)) for m in proc.wait_count(r"listening on http://127.0.0.1:(\d+)", 2)]
+    assert ports[0] != ports[1]
+    for port in ports:
+        assert get(port)[0] == 200
+
+
+def test_unix_socket_bind(server: StartServer, tmp_path: Path) -> None:
+    path = str(tmp_path / "web.sock")
+    proc = server("app:application", "--bind", f"unix:{path}")
+    proc.wait_for(f"listening on unix:{path}")
+    status, body = get_unix(path)
+    assert status == 200 and body.isdigit()
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    assert not Path(path).exists()
+
+
+def test_sigterm_lets_a_slow_request_finish(server: StartServer) -> None:
+    proc = server("app:application", "--port", "0")
+    port = proc.port()
+    result: list[tuple[int, bytes]] = []
+    client = threading.Thread(target=lambda: result.append(get(port, "/slow")))
+    client.start()
+    proc.wait_for("slow request started")
+    proc.signal(signal.SIGTERM)
+    client.join(WAIT)
+    assert result == [(200, b"slow done")]
+    assert proc.wait() == 0
+    proc.wait_for("stopped")
+
+
+def test_sigint_stops_gracefully_too(server: StartServer) -> None:
+    proc = server("app:application", "--port", "0")
+    proc.port()
+    proc.signal(signal.SIGINT)
+    assert proc.wait() == 0
+    proc.wait_for("received SIGINT")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_serves_https_with_certfile_and_keyfile(server: StartServer, app_dir: Path) -> None:
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(app_dir / "key.pem"),
+                    "-out", str(app_dir / "cert.pem")], check=True, capture_output=True,
+                   timeout=WAIT)
+    proc = server("app:application", "--port", "0", "--certfile", "cert.pem",
+                  "--keyfile", "key.pem")
+    port = int(proc.wait_for(r"listening on https://127.0.0.1:(\d+)").group(1))
+    context = ssl.create_default_context(cafile=str(app_dir / "cert.pem"))
+    context.check_hostname = False
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=WAIT)
+    try:
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read().isdigit()
+    finally:
+        conn.close()
+
+
+def test_version(app_dir: Path) -> None:
+    done = run_cli(app_dir, "--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"cogen {cogen.__version__}"
+
+
+def test_help_lists_the_flags(app_dir: Path) -> None:
+    done = run_cli(app_dir, "-h")
+    assert done.returncode == 0
+    for flag in ("--port", "--bind", "--workers", "--threads", "--backlog", "--certfile",
+                 "--url-prefix", "--trusted-proxy", "--no-access-log", "--log-level",
+                 "--keepalive-timeout", "--max-body"):
+        assert flag in done.stdout
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+BAD_INPUTS = {
+    "module does not import": (["nosuchmodule:application"], "cannot import module 'nosuchmodule'"),
+    "module raises at import": (["broken:application"], "RuntimeError: boom at import"),
+    "missing attribute": (["app:nothing"], "has no attribute 'nothing'"),
+    "not callable": (["app:not_callable"], "is not callable"),
+    "factory fails": (["app:application", "--call"], "calling app:application() failed"),
+    "unknown option": (["app:application", "--frobnicate"], "--frobnicate"),
+    "bad port": (["app:application", "--port", "http"], "invalid port 'http'"),
+    "bad bind": (["app:application", "--bind", "0.0.0.0:abc"], "'0.0.0.0:abc'"),
+    "bad option value": (["app:application", "--backlog", "lots"], "--backlog"),
+    "bad size": (["app:application", "--max-body", "huge"], "--max-body"),
+    "bad workers": (["app:application", "--workers", "0"], "--workers"),
+    "missing certificate": (["app:application", "--certfile", "/nonexistent/cert.pem"],
+                            "cannot load the TLS certificate '/nonexistent/cert.pem'"),
+    "keyfile alone": (["app:application", "--keyfile", "key.pem"], "--keyfile"),
+    "bad proxy": (["app:application", "--trusted-proxy", "not-an-ip"], "not-an-ip"),
+    "bad log level": (["app:application", "--log-level", "loud"], "--log-level"),
+}
+
+
+@pytest.mark.parametrize("args, expected", list(BAD_INPUTS.values()), ids=list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_status_2(app_dir: Path, args: list[str],
+                                            expected: str) -> None:
+    done = run_cli(app_dir, "--port", "0", *args)
+    assert_one_error_line(done, expected)
+
+
+def test_unreadable_certificate(app_dir: Path) -> None:
+    (app_dir / "cert.pem").write_text("this is not a certificate\n")
+    done = run_cli(app_dir, "app:application", "--port", "0", "--certfile", "cert.pem")
+    assert_one_error_line(done, "cannot load the TLS certificate 'cert.pem'")
+
+
+def test_port_in_use(app_dir: Path, busy_port: int) -> None:
+    done = run_cli(app_dir, "app:application", "--port", str(busy_port))
+    assert_one_error_line(done, f"cannot listen on 127.0.0.1:{busy_port}")
+
+
+def test_port_in_use_with_workers(app_dir: Path, busy_port: int) -> None:
+    done = run_cli(app_dir, "app:application", "--port", str(busy_port), "--workers", "2")
+    assert_one_error_line(done, f"cannot listen on 127.0.0.1:{busy_port}")
+
+
+def test_bad_module_with_workers(app_dir: Path) -> None:
+    done = run_cli(app_dir, "nosuchmodule:application", "--port", "0", "--workers", "2")
+    assert_one_error_line(done, "cannot import module 'nosuchmodule'")
+
+
+def assert_one_error_line(done: subprocess.CompletedProcess[str], expected: str) -> None:
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("cogen-web: error:"), lines[0]
+    assert expected in lines[0]
+    assert done.returncode == 2

@@ -1,0 +1,176 @@
+"""Timeouts and resource bounds: slowloris heads, idle keep-alive
+connections, slow body senders, clients that never read, connection limits.
+
+The only sleeps here wait for a server-side timeout configured to be tiny.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from cogen.core.events import Sleep
+
+from .conftest import get, recording_app
+
+pytestmark = pytest.mark.timeout(60)
+
+TINY = 0.3
+#: How late a timeout may fire on a loaded CI machine.
+SLACK = 3.0
+
+
+def _wait_closed(client: Any, started: float) -> float:
+    """Read until the server closes; returns the seconds since ``started``."""
+    client.read_all()
+    return time.monotonic() - started
+
+
+def test_half_a_head_then_silence_is_cut_off(live_server: Any, raw: Any) -> None:
+    seen: list[dict[str, Any]] = []
+    live = live_server(recording_app(seen), header_timeout=TINY)
+    client = raw(live)
+    started = time.monotonic()
+    client.send(b"GET /slow HTTP/1.1\r\nHost: x\r\nX-A: ")
+    data = client.read_all()
+    elapsed = time.monotonic() - started
+    assert data == b"" or data.startswith(b"HTTP/1.1 408 ")
+    assert TINY * 0.9 <= elapsed < TINY + SLACK
+    assert seen == []
+
+
+def test_a_head_dribbled_byte_by_byte_is_bounded_by_header_timeout(live_server: Any,
+                                                                    raw: Any) -> None:
+    """Each byte resets nothing: the header timeout covers the whole head."""
+    live = live_server(recording_app([]), header_timeout=TINY)
+    client = raw(live)
+    started = time.monotonic()
+    closed = False
+    for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"p" * 200:
+        try:
+            client.send(bytes([byte]))
+        except OSError:
+            closed = True
+            break
+        if time.monotonic() - started > TINY + SLACK:
+            break
+        time.sleep(0.01)  # a slowloris client, not synchronisation
+    if not closed:
+        client.read_all()
+    assert time.monotonic() - started < TINY + SLACK
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_header_timeout(live_server: Any,
+                                                                        raw: Any) -> None:
+    live = live_server(recording_app([]), header_timeout=TINY)
+    client = raw(live)
+    started = time.monotonic()
+    assert client.read_all() == b""
+    assert time.monotonic() - started < TINY + SLACK
+
+
+def test_idle_keep_alive_connection_is_closed_after_keepalive_timeout(live_server: Any,
+                                                                      raw: Any) -> None:
+    live = live_server(recording_app([]), keepalive_timeout=TINY, header_timeout=30)
+    client = raw(live)
+    assert client.request(get("/")).status == 200
+    started = time.monotonic()
+    assert client.read_all() == b""
+    elapsed = time.monotonic() - started
+    assert TINY * 0.9 <= elapsed < TINY + SLACK
+    assert live.call(lambda: live.server.connections) == 0
+
+
+def test_keep_alive_connection_is_kept_within_keepalive_timeout(live_server: Any,
+                                                                raw: Any) -> None:
+    live = live_server(recording_app([]), keepalive_timeout=5, header_timeout=TINY)
+    client = raw(live)
+    assert client.request(get("/")).status == 200
+    time.sleep(TINY * 2)  # longer than the header timeout, shorter than keep-alive
+    assert client.request(get("/")).status == 200
+
+
+def test_a_stalled_body_is_cut_off_by_body_timeout(live_server: Any, raw: Any) -> None:
+    seen: list[dict[str, Any]] = []
+    live = live_server(recording_app(seen), body_timeout=TINY)
+    client = raw(live)
+    started = time.monotonic()
+    client.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    data = client.read_all()
+    assert data == b"" or data.startswith(b"HTTP/1.1 408 ")
+    assert time.monotonic() - started < TINY + SLACK
+    assert seen == []
+
+
+def test_a_client_that_never_reads_is_cut_off_by_send_timeout(live_server: Any) -> None:
+    closed = threading.Event()
+    produced = []
+
+    class Endless:
+        def __iter__(self) -> Any:
+            block = b"x" * 65536
+            while True:
+                produced.append(len(block))
+                yield block
+
+        def close(self) -> None:
+            closed.set()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return Endless()
+
+    live = live_server(app, send_timeout=TINY)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        sock.connect(live.address)
+        sock.sendall(get("/"))
+        started = time.monotonic()
+        assert closed.wait(TINY + SLACK + 5), "the response was never abandoned"
+        assert time.monotonic() - started < TINY + SLACK + 5
+    finally:
+        sock.close()
+    assert live.call(lambda: live.server.connections) == 0
+    assert sum(produced) < 64 << 20  # the server did not buffer the endless body
+
+
+def test_one_slow_client_does_not_stall_the_others(live_server: Any, raw: Any) -> None:
+    live = live_server(recording_app([]), header_timeout=30)
+    slow = raw(live)
+    slow.send(b"GET / HTTP/1.1\r\nHost")  # and nothing more
+    started = time.monotonic()
+    for _ in range(5):
+        assert raw(live).request(get("/")).status == 200
+    assert time.monotonic() - started < 2
+
+
+def test_max_connections_pauses_accepting(live_server: Any, raw: Any) -> None:
+    live = live_server(recording_app([]), max_connections=2, keepalive_timeout=30)
+    first, second = raw(live), raw(live)
+    assert first.request(get("/")).status == 200
+    assert second.request(get("/")).status == 200
+    third = raw(live)  # accepted by the OS backlog, not served yet
+    third.send(get("/"))
+    assert not third.is_closed(0.3) and third.buf == b""
+    first.close()
+    assert third.response().status == 200
+
+
+def test_an_app_sleeping_does_not_block_other_requests(live_server: Any, raw: Any) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if environ["PATH_INFO"] == "/slow":
+            yield Sleep(1.0)
+        yield b"done"
+
+    live = live_server(app)
+    slow = raw(live)
+    slow.send(get("/slow"))
+    started = time.monotonic()
+    assert raw(live).request(get("/fast")).body == b"done"
+    assert time.monotonic() - started < 0.8
+    assert slow.response().body == b"done"
