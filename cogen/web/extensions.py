@@ -88,7 +88,7 @@ class CogenGate(AsyncInput):
         sched: the scheduler serving the request.
     """
 
-    __slots__ = ("operation", "result", "exception", "content_length", "sched", "environ")
+    __slots__ = ("operation", "result", "exception", "content_length", "sched")
 
     def __init__(self, sched: Any, environ: dict[str, Any], content_length: int | None,
                  stream: Any = None, source: Any = None) -> None:
@@ -99,7 +99,8 @@ class CogenGate(AsyncInput):
         self.result: Any = None
         self.exception: Any = None
         self.sched = sched
-        self.environ = environ
+        # environ is not kept: environ -> gate -> environ would be a cycle
+        # that only the cyclic garbage collector frees, on every request.
         self.content_length = content_length
 
     @property
