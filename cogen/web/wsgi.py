@@ -655,10 +655,27 @@ class WSGIServer:
                 # garbage collector (environ and gate refer to each other)
                 spool.close()
         if source is not None and not source.done:
-            ok = False  # the app left part of a streamed body unread
+            # The app left part of a streamed body unread: read a bounded
+            # rest so the connection can be kept, else close it. A client
+            # still waiting for 100 Continue never sent the body: close.
+            ok = ok and response.keep_alive and not source.expect_continue \
+                and (yield from self._drain(source))
         if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
             self._log_access(environ, head, response, started)
         return ok and response.keep_alive
+
+    def _drain(self, source: BodySource, limit: int = 1 << 20) -> Generator[Any, Any, bool]:
+        """Discard up to ``limit`` unread body bytes; True if the body ended within it."""
+        drained = 0
+        try:
+            while drained <= limit:
+                data = yield from source.read_some(65536)
+                if not data:
+                    return True
+                drained += len(data)
+        except (ClientDisconnected, OperationTimeout, _RemoteProtocolError):
+            pass
+        return False
 
     def _simple(self, conn: _Conn, code: int, reason: str, head: Any,
                 keep_open: bool) -> Generator[Any, Any, None]:
