@@ -378,7 +378,23 @@ def test_streaming_input_app_sees_an_unreadable_wsgi_input(live_server: Any, raw
     client = raw(live)
     client.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
     assert client.response().body == b"refused: cogen.input"
-    # the body was never consumed: the connection cannot go on
+    # the server read and discarded the unread body: the connection goes on
+    assert client.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").status == 200
+
+
+def test_streamed_body_left_unread_while_client_awaits_100_continue_closes(
+        live_server: Any, raw: Any) -> None:
+    @streaming_input
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("413 Payload Too Large", TEXT)
+        return [b"no"]
+
+    live = live_server(app)
+    client = raw(live)
+    client.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                b"Expect: 100-continue\r\n\r\n")
+    response = client.response()
+    assert response.status == 413
     assert client.is_closed()
 
 
