@@ -590,6 +590,10 @@ class WSGIServer:
         path = head.path
         if "%" in path:
             path = decode_path(path)
+        elif path == "*":
+            # OPTIONS * (asterisk-form) names no resource: PATH_INFO must be
+            # empty or start with '/' (PEP 3333, CGI); REQUEST_URI keeps '*'.
+            path = ""
         prefix = self.url_prefix
         if prefix:
             if path == prefix or path.startswith(prefix + "/"):

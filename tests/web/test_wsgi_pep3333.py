@@ -115,6 +115,14 @@ def test_http10_request_without_host(live_server: Any, raw: Any) -> None:
     assert seen[0]["SERVER_NAME"] == "127.0.0.1"
 
 
+def test_options_asterisk_has_an_empty_path_info(live_server: Any, raw: Any) -> None:
+    seen: list[dict[str, Any]] = []
+    live = live_server(validated(recording_app(seen)))
+    client = raw(live)
+    assert client.request(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").status == 200
+    assert seen[0]["PATH_INFO"] == "" and seen[0]["REQUEST_URI"] == "*"
+
+
 def test_url_prefix_becomes_script_name(live_server: Any, raw: Any) -> None:
     seen: list[dict[str, Any]] = []
     live = live_server(validated(recording_app(seen)), url_prefix="/app/")
