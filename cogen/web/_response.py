@@ -103,28 +103,7 @@ class _Response:
                     and hasattr(result, "sendfile_range") and (yield from self.send_file(result)):
                 yield from self._finish()
                 return True
-            gate = environ["cogen.wsgi"]
-            iterator = iter(result)
-            while True:
-                try:
-                    chunk = next(iterator)
-                except StopIteration:
-                    break
-                if self.pending is not None:
-                    yield from self._flush_pending()
-                op = gate.operation
-                if op is not None or chunk.__class__ is not bytes and _is_op(chunk):
-                    if op is None:
-                        op = chunk
-                        chunk = b""
-                    else:
-                        gate.operation = None
-                    yield from self._run_op(gate, op)
-                if chunk:
-                    yield from self._send(self._check_chunk(chunk), None)
-            if self.pending is not None:
-                yield from self._flush_pending()
-            yield from self._finish()
+            yield from self._pump(iter(result), None)
             return True
         except (ClientDisconnected, OperationTimeout, ServerClosing):
             raise
@@ -139,6 +118,36 @@ class _Response:
                 except Exception:
                     error_log.exception("error closing the response iterable of %s %s",
                                         self.head.method, self.head.target)
+
+    def _pump(self, iterator: Any, pool: Any) -> Generator[Any, Any, None]:
+        """Send the items of the app's iterable, running the operations it yields.
+
+        With a ``pool``, each ``next()`` runs in it (``threads=N``).
+        """
+        gate = self.environ["cogen.wsgi"]
+        while True:
+            if pool is None:
+                chunk = next(iterator, _DONE)
+            else:
+                from cogen.core import threads
+                chunk = yield from self._wait(threads.Run(_threaded_next, (iterator,), pool=pool))
+            if chunk is _DONE:
+                break
+            if self.pending is not None:
+                yield from self._flush_pending()
+            op = gate.operation
+            if op is not None or chunk.__class__ is not bytes and _is_op(chunk):
+                if op is None:
+                    op = chunk
+                    chunk = b""
+                else:
+                    gate.operation = None
+                yield from self._run_op(gate, op)
+            if chunk:
+                yield from self._send(self._check_chunk(chunk), None)
+        if self.pending is not None:
+            yield from self._flush_pending()
+        yield from self._finish()
 
     # -- operations the app yields -------------------------------------------------
     def _run_op(self, gate: Any, op: Any) -> Generator[Any, Any, None]:
@@ -194,34 +203,9 @@ class _Response:
             yield from self._app_failed(sys.exc_info())
             return False
         try:
-            iterator = iter(result)
-            if result.__class__ is list or result.__class__ is tuple:
-                step = None
-            else:
-                step = _threaded_next
-            gate = environ["cogen.wsgi"]
-            while True:
-                if step is None:
-                    chunk = next(iterator, _DONE)
-                else:
-                    chunk = yield from self._wait(threads.Run(step, (iterator,), pool=pool))
-                if chunk is _DONE:
-                    break
-                if self.pending is not None:
-                    yield from self._flush_pending()
-                op = gate.operation
-                if op is not None or chunk.__class__ is not bytes and _is_op(chunk):
-                    if op is None:
-                        op = chunk
-                        chunk = b""
-                    else:
-                        gate.operation = None
-                    yield from self._run_op(gate, op)
-                if chunk:
-                    yield from self._send(self._check_chunk(chunk), None)
-            if self.pending is not None:
-                yield from self._flush_pending()
-            yield from self._finish()
+            # a list or tuple is iterated here: no app code runs in its next()
+            in_pool = None if result.__class__ is list or result.__class__ is tuple else pool
+            yield from self._pump(iter(result), in_pool)
             return True
         except (ClientDisconnected, OperationTimeout, ServerClosing):
             raise
