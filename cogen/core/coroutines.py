@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Generator
+from types import FunctionType, GeneratorType
 from typing import Any
 
 from cogen.core.events import Operation
@@ -37,6 +38,8 @@ class Coroutine(Operation):
         result: the return value once ``STATE_COMPLETED``.
         exception: the exception instance once ``STATE_FAILED``, else None.
         name: the wrapped function's name.
+        waiters: the coroutines waiting in ``events.Join`` for this one (an
+            empty tuple until the first one joins).
     """
 
     STATE_NEED_INIT, STATE_RUNNING, STATE_COMPLETED, STATE_FAILED = range(4)
@@ -44,19 +47,29 @@ class Coroutine(Operation):
 
     __slots__ = ("func", "f_args", "f_kws", "name", "state", "result", "exception",
                  "gen", "send", "caller", "waiters", "_timer", "_io", "_locals",
-                 "_root", "__weakref__")
+                 "_caller_root", "__weakref__")
 
     def __init__(self, func: Any, *args: Any, **kwargs: Any) -> None:
         self.prio = -1
         self.caller: Coroutine | None = None
-        self.waiters: list[Coroutine] = []
+        self.waiters: list[Coroutine] | tuple[()] = ()  # most coroutines are never joined
         self.result: Any = None
         self.exception: BaseException | None = None
         self._timer: list[Any] | None = None
         self._io: Any = None
         self._locals: dict[int, tuple[local, dict[str, Any]]] | None = None
-        self._root: Coroutine = self
-        if hasattr(func, "send") and hasattr(func, "throw"):
+        # None for a coroutine that is not a sub-call; not ``self``, which would
+        # make every coroutine a reference cycle that only the GC can free
+        self._caller_root: Coroutine | None = None
+        if type(func) is FunctionType:  # the common case first: a hasattr() that misses is slow
+            self.func: Callable[..., Any] | None = func
+            self.f_args = args
+            self.f_kws = kwargs
+            self.gen = None
+            self.send = self._start
+            self.name = func.__name__
+            self.state = self.STATE_NEED_INIT
+        elif hasattr(func, "send") and hasattr(func, "throw"):
             # an already created generator or native coroutine object
             if args or kwargs:
                 raise TypeError("arguments cannot be given with a generator object")
@@ -84,10 +97,10 @@ class Coroutine(Operation):
         del self.f_args, self.f_kws
         self.state = self.STATE_RUNNING
         gen = func(*args, **kws)
-        if hasattr(gen, "send") and hasattr(gen, "throw"):
+        if type(gen) is GeneratorType or (hasattr(gen, "send") and hasattr(gen, "throw")):
             self.gen = gen
-            self.send = gen.send
-            return gen.send(None)
+            self.send = send = gen.send
+            return send(None)
         raise StopIteration(gen)
 
     def throw(self, exc: BaseException) -> Any:
@@ -99,6 +112,11 @@ class Coroutine(Operation):
         return self.gen.throw(exc)
 
     @property
+    def _root(self) -> Coroutine:
+        """The coroutine at the top of this one's chain of callers (itself if none)."""
+        return self._caller_root or self
+
+    @property
     def running(self) -> bool:
         """True until the coroutine has completed or failed."""
         return self.state < self.STATE_COMPLETED
@@ -108,7 +126,7 @@ class Coroutine(Operation):
         if self.state != self.STATE_NEED_INIT or self.caller is not None:
             raise TypeError(f"cannot call {self!r}: it was already started; use Join to wait for it")
         self.caller = coro
-        self._root = coro._root
+        self._caller_root = coro._root
         sched.resume(self, None, True)
         return PENDING
 

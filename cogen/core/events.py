@@ -136,16 +136,26 @@ class TimedOperation(Operation):
 
     def __init__(self, timeout: Any = USE_DEFAULT, prio: int = priority.DEFAULT) -> None:
         self.prio = prio
-        if timeout is not USE_DEFAULT and timeout is not None:
-            if isinstance(timeout, datetime.timedelta):
-                timeout = timeout.total_seconds()
-            elif isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-                raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
-            if timeout == -1:
-                timeout = None
-            elif timeout < 0:
-                raise ValueError(f"timeout must not be negative, got {timeout!r}")
-        self.timeout = timeout
+        self.timeout = timeout if timeout is USE_DEFAULT else _timeout_seconds(timeout)
+
+
+def _timeout_seconds(timeout: Any) -> float | None:
+    """Check and convert a ``timeout=`` argument other than ``USE_DEFAULT``."""
+    if (type(timeout) is int or type(timeout) is float) and timeout >= 0:
+        seconds: float = timeout  # the common case, on the path of every timed socket operation
+        return seconds
+    if timeout is None:
+        return None
+    if isinstance(timeout, datetime.timedelta):
+        timeout = timeout.total_seconds()
+    elif isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if timeout == -1:
+        return None
+    if timeout < 0:
+        raise ValueError(f"timeout must not be negative, got {timeout!r}")
+    seconds = timeout
+    return seconds
 
 
 class Sleep(Operation):
@@ -158,9 +168,11 @@ class Sleep(Operation):
     """
 
     __slots__ = ("delay",)
+    #: Always LAST (the ``prio`` argument is accepted for the original's
+    #: sake); a class attribute, so that ``Sleep(0)`` stores one slot only.
+    prio = priority.LAST
 
     def __init__(self, delay: Any = 0, prio: int = priority.LAST) -> None:
-        self.prio = priority.LAST
         if delay.__class__ is not int and delay.__class__ is not float:
             delay = _seconds(delay)
         self.delay = delay
@@ -195,14 +207,16 @@ class WaitForSignal(TimedOperation):
     __slots__ = ("name",)
 
     def __init__(self, name: Any, timeout: Any = USE_DEFAULT, prio: int = priority.DEFAULT) -> None:
-        TimedOperation.__init__(self, timeout, prio)
+        # TimedOperation.__init__ inlined: this is on the hot path
+        self.prio = prio
+        self.timeout = timeout if timeout is USE_DEFAULT else _timeout_seconds(timeout)
         self.name = name
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         waiters = sched.sigwait.get(self.name)
         if waiters is None:
             waiters = sched.sigwait[self.name] = []
-        waiters.append((self, coro))
+        waiters.append(coro)
         pending = sched.signals.get(self.name)
         if pending is not None and len(waiters) >= pending[0].recipients:
             sig, sigcoro = pending
@@ -219,7 +233,7 @@ class WaitForSignal(TimedOperation):
         waiters = sched.sigwait.get(self.name)
         if waiters:
             try:
-                waiters.remove((self, coro))
+                waiters.remove(coro)
             except ValueError:
                 pass
             if not waiters:
@@ -241,7 +255,9 @@ class Signal(TimedOperation):
 
     def __init__(self, name: Any, value: Any = None, recipients: int | None = None,
                  timeout: Any = USE_DEFAULT, prio: int = priority.DEFAULT) -> None:
-        TimedOperation.__init__(self, timeout, prio)
+        # TimedOperation.__init__ inlined: this is on the hot path
+        self.prio = prio
+        self.timeout = timeout if timeout is USE_DEFAULT else _timeout_seconds(timeout)
         self.name = name
         self.value = value
         self.recipients = recipients or 0
@@ -258,13 +274,17 @@ class Signal(TimedOperation):
         if not waiters:
             return 0
         prio = self.prio if self.prio >= 0 else sched.default_priority
+        return self._fire_waiters(sched, waiters, bool(prio & priority.OP))
+
+    def _fire_waiters(self, sched: Scheduler, waiters: list[Coroutine], first: bool) -> int:
+        """Resume ``waiters`` with the value, in order, ahead of the queue if ``first``."""
         value = self.value
         resume = sched.resume
-        if prio & priority.OP:
-            for _, wcoro in reversed(waiters):
+        if first:
+            for wcoro in reversed(waiters):
                 resume(wcoro, value, True)
         else:
-            for _, wcoro in waiters:
+            for wcoro in waiters:
                 resume(wcoro, value)
         return len(waiters)
 
@@ -321,14 +341,15 @@ class Join(TimedOperation):
             if target.exception is not None:
                 raise target.exception
             return target.result
-        target.waiters.append(coro)
+        if target.waiters:
+            target.waiters.append(coro)
+        else:
+            target.waiters = [coro]  # the shared empty tuple until now
         return PENDING
 
     def cleanup(self, sched: Scheduler, coro: Coroutine) -> None:
-        try:
-            self.coro.waiters.remove(coro)
-        except ValueError:
-            pass
+        if coro in self.coro.waiters:
+            self.coro.waiters.remove(coro)  # type: ignore[union-attr]
 
     def __repr__(self) -> str:
         return f"<Join {self.coro!r}>"
