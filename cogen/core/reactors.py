@@ -75,8 +75,13 @@ class Reactor:
         """Withdraw the write waiter of ``fd``; returns it, or None."""
         raise NotImplementedError
 
-    def forget(self, fd: int) -> list[Waiter]:
-        """Drop all interest in ``fd`` (it is being closed); returns its waiters."""
+    def forget(self, fd: int, closing: bool = False) -> list[Waiter]:
+        """Drop all interest in ``fd``; returns its waiters.
+
+        ``closing`` promises that the caller closes ``fd`` right after and
+        holds no duplicate of it, so a backend whose kernel drops closed
+        descriptors by itself (epoll) can skip the system call.
+        """
         out = []
         w = self.remove_reader(fd)
         if w is not None:
@@ -279,9 +284,9 @@ class EpollReactor(Reactor):
     def remove_writer(self, fd: int) -> Waiter | None:
         return self.writers.pop(fd, None)
 
-    def forget(self, fd: int) -> list[Waiter]:
+    def forget(self, fd: int, closing: bool = False) -> list[Waiter]:
         out = super().forget(fd)
-        if self._owners.pop(fd, _MISSING) is not _MISSING:
+        if self._owners.pop(fd, _MISSING) is not _MISSING and not closing:
             try:
                 self._ep.unregister(fd)
             except (OSError, ValueError):  # ValueError: the reactor was closed first

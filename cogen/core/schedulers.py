@@ -190,9 +190,13 @@ class Scheduler:
         coro._io = ~fd
         self.reactor.add_writer(fd, owner, op, coro)
 
-    def forget_fd(self, fd: int, exc: BaseException | None = None) -> None:
-        """Tell the reactor ``fd`` is closing; waiters on it get ``exc`` if given."""
-        for _op, coro in self.reactor.forget(fd):
+    def forget_fd(self, fd: int, exc: BaseException | None = None, closing: bool = False) -> None:
+        """Tell the reactor to drop ``fd``; waiters on it get ``exc`` if given.
+
+        Pass ``closing=True`` when ``fd`` is closed right after and not
+        duplicated anywhere: the reactor may then skip a system call.
+        """
+        for _op, coro in self.reactor.forget(fd, closing):
             coro._io = None
             if exc is not None:
                 self.throw(coro, exc)

@@ -445,7 +445,9 @@ class WSGIServer:
 
     def _connection_closed(self, conn: _Conn) -> None:
         self._conns.pop(conn.fd, None)
-        self.sched.forget_fd(conn.fd)
+        # the socket is closed next and never duplicated: closing drops it
+        # from epoll, no need for a system call to unregister it
+        self.sched.forget_fd(conn.fd, closing=True)
         try:
             conn.sock.close()
         except OSError:

@@ -119,13 +119,14 @@ def test_forget_returns_the_waiters_and_drops_all_interest(
     assert ready == []
 
 
-def test_a_descriptor_number_reused_by_a_new_socket_is_watched(reactor: Reactor) -> None:
+@pytest.mark.parametrize("closing", [False, True])
+def test_a_descriptor_number_reused_by_a_new_socket_is_watched(reactor: Reactor, closing: bool) -> None:
     a, b = socket.socketpair()
     a.setblocking(False)
     reactor.add_writer(a.fileno(), a, "old", "coro")
     assert poll_until(reactor) == [("old", "coro")]
     reactor.add_reader(a.fileno(), a, "old-read", "coro")
-    reactor.forget(a.fileno())
+    assert reactor.forget(a.fileno(), closing) == [("old-read", "coro")]
     a.close()
     b.close()
     c, d = socket.socketpair()
