@@ -218,6 +218,13 @@ def test_chat_long_poll_delivers_a_message_to_the_other_client_in_the_room(start
 
 
 # -- signals.py ---------------------------------------------------------------------------
+def test_hello_the_readme_demo_says_hello(start: Start) -> None:
+    app = start(*cogen_web("examples.hello:application"))
+    got = app.request("GET", "/")
+    assert (got.status, got.body) == (200, b"Hello, world!\n")
+    assert got.headers["content-length"] == "14"
+
+
 def test_signals_a_waiting_request_gets_the_value_another_request_sends(start: Start) -> None:
     app = start(*cogen_web("examples.signals:application"))
     waiter, out = in_thread(app.request, "GET", "/wait/news?timeout=30")
