@@ -24,6 +24,7 @@ from cogen.core.schedulers import Scheduler
 from cogen.core.sockets import Socket, listen
 
 __all__ = [
+    "run_to_end",
     "RunTimeout",
     "SchedulerThread",
     "has_ipv6",
@@ -37,6 +38,20 @@ __all__ = [
 
 class RunTimeout(AssertionError):
     """A coroutine given to :func:`run_in_scheduler` or :class:`SchedulerThread` ran out of time."""
+
+
+def run_to_end(sched: Scheduler, *coros: Any) -> list[Any]:
+    """Add ``coros`` to ``sched``, run it until nothing can run, return their results.
+
+    Re-raises the first failure among them; AssertionError if one never finished.
+    """
+    added = [sched.add(c) for c in coros]
+    sched.run()
+    for c in added:
+        if c.exception is not None:
+            raise c.exception
+        assert not c.running, f"{c!r} never finished"
+    return [c.result for c in added]
 
 
 def reactor_names() -> list[str]:

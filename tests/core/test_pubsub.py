@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,29 +11,12 @@ from cogen.core.coroutines import coroutine
 from cogen.core.schedulers import Scheduler
 from cogen.core.util import priority
 from cogen.errors import CogenError
+from cogen.testing import run_to_end as run
 
 pytestmark = pytest.mark.timeout(60)
 
 REACTORS = list(reactors.available())
 PRIORITIES = [priority.LAST, priority.CORO, priority.OP, priority.FIRST]
-
-
-@pytest.fixture(params=REACTORS)
-def sched(request: pytest.FixtureRequest) -> Iterator[Scheduler]:
-    s = Scheduler(reactor=request.param)
-    yield s
-    s.close()
-
-
-def run(sched: Scheduler, *coros: Any) -> list[Any]:
-    """Add the coroutines, run the scheduler to the end, re-raise any failure."""
-    added = [sched.add(c) for c in coros]
-    sched.run()
-    for c in added:
-        if c.exception is not None:
-            raise c.exception
-        assert not c.running, f"{c!r} never finished"
-    return [c.result for c in added]
 
 
 def test_fetch_returns_every_unseen_message_in_one_list(sched: Scheduler) -> None:

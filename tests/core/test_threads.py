@@ -5,7 +5,6 @@ import concurrent.futures
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,28 +13,11 @@ from cogen.core import events, reactors, threads
 from cogen.core.coroutines import coroutine
 from cogen.core.schedulers import Scheduler
 from cogen.core.util import priority
+from cogen.testing import run_to_end as run
 
 pytestmark = pytest.mark.timeout(60)
 
 REACTORS = list(reactors.available())
-
-
-@pytest.fixture(params=REACTORS)
-def sched(request: pytest.FixtureRequest) -> Iterator[Scheduler]:
-    s = Scheduler(reactor=request.param)
-    yield s
-    s.close()
-
-
-def run(sched: Scheduler, *coros: Any) -> list[Any]:
-    """Add the coroutines, run the scheduler to the end, re-raise any failure."""
-    added = [sched.add(c) for c in coros]
-    sched.run()
-    for c in added:
-        if c.exception is not None:
-            raise c.exception
-        assert not c.running, f"{c!r} never finished"
-    return [c.result for c in added]
 
 
 def test_run_returns_the_result_computed_in_another_thread(sched: Scheduler) -> None:
