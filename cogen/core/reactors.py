@@ -59,8 +59,12 @@ class Reactor:
         """Always watch ``fd`` for reading; when it is readable, drain it."""
         self._wakeup_fd = fd
 
-    def add_reader(self, fd: int, owner: Any, op: Any, coro: Any) -> None:
-        """Park ``(op, coro)`` until ``fd`` is readable."""
+    def add_reader(self, fd: int, owner: Any, op: Any, coro: Any) -> bool | None:
+        """Park ``(op, coro)`` until ``fd`` is readable.
+
+        Returns True instead of parking when ``fd`` is already known to be
+        readable (the caller retries at once), else a false value.
+        """
         raise NotImplementedError
 
     def add_writer(self, fd: int, owner: Any, op: Any, coro: Any) -> None:
@@ -254,6 +258,11 @@ class EpollReactor(Reactor):
         super().__init__(resolution)
         self._ep = select.epoll()
         self._owners: dict[int, Any] = {}
+        # Read edges that came while nobody waited to read the descriptor:
+        # the next reader is told at once instead of parking (an edge is
+        # reported only once). A stale entry (the data was read since) only
+        # costs that reader one retry that would block, and then it parks.
+        self._unclaimed: set[int] = set()
         self._mask = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
         self._maxevents = 1024
 
@@ -268,10 +277,15 @@ class EpollReactor(Reactor):
             self._ep.modify(fd, self._mask)
         self._owners[fd] = owner
 
-    def add_reader(self, fd: int, owner: Any, op: Any, coro: Any) -> None:
-        self.readers[fd] = (op, coro)
+    def add_reader(self, fd: int, owner: Any, op: Any, coro: Any) -> bool | None:
         if self._owners.get(fd, _MISSING) is not owner:
+            self._unclaimed.discard(fd)  # an edge of the descriptor's former owner
             self._register(fd, owner)
+        elif fd in self._unclaimed:
+            self._unclaimed.discard(fd)
+            return True
+        self.readers[fd] = (op, coro)
+        return None
 
     def add_writer(self, fd: int, owner: Any, op: Any, coro: Any) -> None:
         self.writers[fd] = (op, coro)
@@ -286,6 +300,7 @@ class EpollReactor(Reactor):
 
     def forget(self, fd: int, closing: bool = False) -> list[Waiter]:
         out = super().forget(fd)
+        self._unclaimed.discard(fd)
         if self._owners.pop(fd, _MISSING) is not _MISSING and not closing:
             try:
                 self._ep.unregister(fd)
@@ -301,6 +316,7 @@ class EpollReactor(Reactor):
             return
         readers = self.readers
         writers = self.writers
+        unclaimed = self._unclaimed
         rbits = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR | select.EPOLLPRI
         wbits = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
         for fd, ev in events:
@@ -310,6 +326,8 @@ class EpollReactor(Reactor):
                     ready.append(waiter)
                 elif fd == self._wakeup_fd:
                     self._drain_wakeup()
+                else:
+                    unclaimed.add(fd)
             if ev & wbits:
                 waiter = writers.pop(fd, None)
                 if waiter is not None:

@@ -182,8 +182,10 @@ class Scheduler:
 
     def wait_readable(self, fd: int, owner: Any, op: Any, coro: Coroutine) -> None:
         """Park ``coro`` until ``fd`` is readable; then ``op.process`` runs again."""
-        coro._io = fd
-        self.reactor.add_reader(fd, owner, op, coro)
+        if self.reactor.add_reader(fd, owner, op, coro):
+            self._ready.append((op, coro))  # known to be readable: retry at once
+        else:
+            coro._io = fd
 
     def wait_writable(self, fd: int, owner: Any, op: Any, coro: Coroutine) -> None:
         """Park ``coro`` until ``fd`` is writable; then ``op.process`` runs again."""
@@ -351,7 +353,8 @@ class Scheduler:
         n = len(active)
         while True:
             if n == 0:  # the end of a round
-                if not keep_going or readers or writers or self._timers_live or self._callbacks or self._stopping:
+                if (not keep_going or readers or writers or self._timers_live or self._callbacks
+                        or self._stopping or self._ready):
                     break
                 n = len(active)
                 if n == 0:
@@ -535,7 +538,7 @@ class Scheduler:
             self._run_active(keep_going)
         reactor = self.reactor
         watching = reactor.readers or reactor.writers
-        if active or self._callbacks or self._stopping:
+        if active or self._callbacks or self._stopping or self._ready:
             wait: float | None = 0.0
         elif self._timers_live:
             timers = self.timers
@@ -553,8 +556,8 @@ class Scheduler:
             wait = 0.0
         if wait != 0.0 or watching:
             reactor.poll(wait, self._ready)
-            if self._ready:
-                self._process_ready()
+        if self._ready:
+            self._process_ready()
         if self._timers_live or self._timers_dead:
             timers = self.timers
             if timers:

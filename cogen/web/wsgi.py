@@ -150,13 +150,15 @@ def parse_bind(bind: Any) -> tuple[int, Any]:
 class _Conn:
     """What one connection coroutine shares with its helpers."""
 
-    __slots__ = ("sock", "fd", "waiter", "buf", "send_timeout", "idle", "coro", "op", "cancelled")
+    __slots__ = ("sock", "fd", "waiter", "buf", "send_timeout", "idle", "coro", "drained", "op", "cancelled")
 
     def __init__(self, sock: Any, send_timeout: float | None) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.waiter = WaitIO(self.fd, sock)
         self.buf: bytes = b""
+        # the last recv returned less than asked: the kernel had no more then
+        self.drained = False
         self.send_timeout = send_timeout
         self.idle = True
         self.coro: Any = None
@@ -181,6 +183,7 @@ class _Conn:
                 raise ClientDisconnected(f"recv failed: {exc}") from exc
             if not data:
                 raise ClientDisconnected("the client closed the connection mid-request")
+            self.drained = len(data) < 262144
             self.buf = self.buf + data if self.buf else data
             return
 
@@ -523,6 +526,7 @@ class WSGIServer:
             peer = ("", "")
         recv = conn.sock.recv
         waiter = conn.waiter
+        is_tls = isinstance(conn.sock, ssl.SSLSocket)
         first = True
         while True:
             # -- wait for and read a request head --
@@ -532,6 +536,12 @@ class WSGIServer:
             if not conn.buf:
                 if self._closing and not first:
                     return
+                if conn.drained and not first and not is_tls:
+                    # Right after a response the next request has rarely come
+                    # yet: wait for it rather than make a recv that fails. The
+                    # reactor wakes us at once if data came meanwhile (epoll:
+                    # an edge that came while nobody waited is remembered).
+                    yield waiter.wait(False, keepalive_timeout)
                 while True:
                     try:
                         data = recv(262144)
@@ -544,6 +554,7 @@ class WSGIServer:
                         raise ClientDisconnected(str(exc)) from exc
                 if not data:
                     return
+                conn.drained = len(data) < 262144
                 conn.buf = data
                 data = b""
             conn.idle = False
@@ -633,6 +644,10 @@ class WSGIServer:
                     stream, length = yield from read_whole_body(source, self.options["body_buffer"])
                 except _RemoteProtocolError as exc:
                     yield from self._reject(conn, exc, peer[0])
+                    return False
+                except OperationTimeout:
+                    yield from self._reject(
+                        conn, _RemoteProtocolError("request body timeout", 408), peer[0])
                     return False
                 environ["wsgi.input"] = spool = stream
                 environ["CONTENT_LENGTH"] = str(length)

@@ -269,3 +269,29 @@ def test_get_reactor_refuses_other_things() -> None:
 def test_the_original_backends_that_do_not_exist_here_report_none() -> None:
     assert reactors.has_iocp() is None  # type: ignore[func-returns-value]
     assert reactors.has_qt() is None  # type: ignore[func-returns-value]
+
+
+def test_an_edge_that_came_while_nobody_waited_is_given_to_the_next_reader(
+        reactor_name: str) -> None:
+    """Edge-triggered backends must not lose readiness that came between two waits."""
+    reactor = reactors.get_reactor(reactor_name)
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        reactor.add_reader(a.fileno(), a, "first", "coro")
+        b.send(b"x")
+        assert poll_until(reactor) == [("first", "coro")]
+        assert a.recv(10) == b"x"
+        b.send(b"y")  # arrives while nobody waits on a
+        ready: list[Any] = []
+        reactor.poll(0.05, ready)
+        assert ready == []
+        # the next reader is told at once (True), or parks and is woken by the
+        # still-readable descriptor (level-triggered backends)
+        if not reactor.add_reader(a.fileno(), a, "second", "coro"):
+            assert poll_until(reactor) == [("second", "coro")]
+        assert a.recv(10) == b"y"
+    finally:
+        a.close()
+        b.close()
+        reactor.close()
