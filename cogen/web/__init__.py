@@ -6,6 +6,7 @@ that also runs the program's own coroutines.
 """
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable
@@ -29,6 +30,8 @@ def serve(app: Callable[..., Any], host: str = "127.0.0.1", port: int = 8080,
     sched = Scheduler()
     server = WSGIServer(bind, app, sched, **options)
     server.start()
+    from cogen.web.cli import describe
+    logging.getLogger("cogen.web").info("listening on %s", describe(server))
     if threading.current_thread() is threading.main_thread():
         def stop(signum: int, frame: Any) -> None:
             sched.call_soon_threadsafe(server.shutdown, grace)

@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import http.client
+import os
+import re
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -225,3 +230,34 @@ def assert_one_error_line(done: subprocess.CompletedProcess[str], expected: str)
     assert lines[0].startswith("cogen-web: error:"), lines[0]
     assert expected in lines[0]
     assert done.returncode == 2
+
+
+def test_the_serve_one_liner_serves_until_sigterm(tmp_path: Any) -> None:
+    """``cogen.web.serve(app, port=0)`` in a script: serves, then stops on SIGTERM."""
+    script = tmp_path / "one_liner.py"
+    script.write_text(
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
+        "from cogen.web import serve\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'one-liner']\n"
+        "serve(app, host='127.0.0.1', port=0, grace=2)\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        with urllib.request.urlopen(f"http://127.0.0.1:{match.group(1)}/", timeout=10) as resp:
+            assert resp.read() == b"one-liner"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
