@@ -13,8 +13,16 @@ from cogen.core.schedulers import Scheduler
 from cogen.core.util import priority
 
 __all__ = [
-    "coroutine", "coro", "Coroutine", "local", "Scheduler", "priority",
-    "events", "reactors", "proactors", "OperationTimeout",
+    "Coroutine",
+    "OperationTimeout",
+    "Scheduler",
+    "coro",
+    "coroutine",
+    "events",
+    "local",
+    "priority",
+    "proactors",
+    "reactors",
 ]
 
 try:  # the layers built on the core, as they become available

@@ -24,7 +24,6 @@ from cogen.core.schedulers import Scheduler
 from cogen.core.sockets import Socket, listen
 
 __all__ = [
-    "run_to_end",
     "RunTimeout",
     "SchedulerThread",
     "has_ipv6",
@@ -32,6 +31,7 @@ __all__ = [
     "raise_fd_limit",
     "reactor_names",
     "run_in_scheduler",
+    "run_to_end",
     "tcp_pair",
 ]
 

@@ -26,7 +26,7 @@ from typing import Any
 from cogen.core.events import Operation
 from cogen.core.util import PENDING
 
-__all__ = ["coroutine", "coro", "Coroutine", "local", "current"]
+__all__ = ["Coroutine", "coro", "coroutine", "current", "local"]
 
 
 
@@ -45,9 +45,24 @@ class Coroutine(Operation):
     STATE_NEED_INIT, STATE_RUNNING, STATE_COMPLETED, STATE_FAILED = range(4)
     _STATE_NAMES = ("NOTSTARTED", "RUNNING", "COMPLETED", "FAILED")
 
-    __slots__ = ("func", "f_args", "f_kws", "name", "state", "result", "exception",
-                 "gen", "send", "caller", "waiters", "_timer", "_io", "_locals",
-                 "_caller_root", "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "_caller_root",
+        "_io",
+        "_locals",
+        "_timer",
+        "caller",
+        "exception",
+        "f_args",
+        "f_kws",
+        "func",
+        "gen",
+        "name",
+        "result",
+        "send",
+        "state",
+        "waiters",
+    )
 
     def __init__(self, func: Any, *args: Any, **kwargs: Any) -> None:
         self.prio = -1
@@ -93,6 +108,7 @@ class Coroutine(Operation):
         """Call the wrapped function; the first step of the coroutine."""
         func = self.func
         self.func = None
+        assert func is not None
         args, kws = self.f_args, self.f_kws
         del self.f_args, self.f_kws
         self.state = self.STATE_RUNNING
@@ -158,7 +174,7 @@ def coroutine(func: Callable[..., Any]) -> Callable[..., Coroutine]:
     def make_coroutine(*args: Any, **kwargs: Any) -> Coroutine:
         return Coroutine(func, *args, **kwargs)
 
-    make_coroutine.__wrapped__ = func  # type: ignore[attr-defined]
+    make_coroutine.__wrapped__ = func
     make_coroutine.is_cogen_coroutine = True  # type: ignore[attr-defined]
     return make_coroutine
 

@@ -30,7 +30,6 @@ override ``process`` (and ``cleanup`` if they park on something of their own).
 from __future__ import annotations
 
 import datetime
-
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +41,16 @@ if TYPE_CHECKING:
     from cogen.core.schedulers import Scheduler
 
 __all__ = [
-    "Operation", "TimedOperation", "OperationTimeout", "CoroutineException",
-    "Sleep", "Signal", "WaitForSignal", "AddCoro", "Join", "Call",
+    "AddCoro",
+    "Call",
+    "CoroutineException",
+    "Join",
+    "Operation",
+    "OperationTimeout",
+    "Signal",
+    "Sleep",
+    "TimedOperation",
+    "WaitForSignal",
 ]
 
 
@@ -251,7 +258,7 @@ class Signal(TimedOperation):
     coroutines are waiting, then wakes them all, as in the original cogen.
     """
 
-    __slots__ = ("name", "value", "recipients")
+    __slots__ = ("name", "recipients", "value")
 
     def __init__(self, name: Any, value: Any = None, recipients: int | None = None,
                  timeout: Any = USE_DEFAULT, prio: int = priority.DEFAULT) -> None:
@@ -305,7 +312,7 @@ class AddCoro(Operation):
     runs before the ones already queued.
     """
 
-    __slots__ = ("coro", "args", "kwargs")
+    __slots__ = ("args", "coro", "kwargs")
 
     def __init__(self, coro: Callable[..., Any] | Coroutine, args: tuple[Any, ...] = (),
                  kwargs: dict[str, Any] | None = None, prio: int = priority.DEFAULT) -> None:
@@ -358,6 +365,7 @@ class Join(TimedOperation):
 def Call(coro: Callable[..., Any], args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
          **_ignored: Any) -> Coroutine:
     """The original's ``events.Call``: ``yield Call(f, args)`` is ``yield f(*args)``."""
-    return coro(*args, **(kwargs or {}))
+    instance: Coroutine = coro(*args, **(kwargs or {}))
+    return instance
 
 

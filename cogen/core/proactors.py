@@ -8,15 +8,36 @@
 from __future__ import annotations
 
 from cogen.core.reactors import (
-    DefaultReactor, EpollReactor, KQueueReactor, PollReactor, Reactor, SelectReactor,
-    has_epoll, has_iocp, has_kqueue, has_poll, has_select,
+    DefaultReactor,
+    EpollReactor,
+    KQueueReactor,
+    PollReactor,
+    Reactor,
+    SelectReactor,
+    has_epoll,
+    has_iocp,
+    has_kqueue,
+    has_poll,
+    has_select,
 )
 
 __all__ = [
-    "has_select", "has_poll", "has_epoll", "has_kqueue", "has_iocp",
-    "has_stdlib_epoll", "has_stdlib_kqueue", "has_any", "DefaultProactor",
-    "SelectProactor", "PollProactor", "StdlibEpollProactor", "StdlibKQueueProactor",
-    "EpollProactor", "KQueueProactor", "ProactorBase",
+    "DefaultProactor",
+    "EpollProactor",
+    "KQueueProactor",
+    "PollProactor",
+    "ProactorBase",
+    "SelectProactor",
+    "StdlibEpollProactor",
+    "StdlibKQueueProactor",
+    "has_any",
+    "has_epoll",
+    "has_iocp",
+    "has_kqueue",
+    "has_poll",
+    "has_select",
+    "has_stdlib_epoll",
+    "has_stdlib_kqueue",
 ]
 
 has_stdlib_epoll = has_epoll

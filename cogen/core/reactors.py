@@ -28,9 +28,20 @@ import select
 from typing import Any
 
 __all__ = [
-    "Reactor", "SelectReactor", "PollReactor", "EpollReactor", "KQueueReactor",
-    "available", "get_reactor", "DefaultReactor",
-    "has_select", "has_poll", "has_epoll", "has_kqueue", "has_iocp", "has_qt",
+    "DefaultReactor",
+    "EpollReactor",
+    "KQueueReactor",
+    "PollReactor",
+    "Reactor",
+    "SelectReactor",
+    "available",
+    "get_reactor",
+    "has_epoll",
+    "has_iocp",
+    "has_kqueue",
+    "has_poll",
+    "has_qt",
+    "has_select",
 ]
 
 _MISSING = object()
@@ -422,12 +433,12 @@ def has_kqueue() -> type[Reactor] | None:
 
 def has_iocp() -> None:
     """The original's Windows IOCP backend does not exist here; always None."""
-    return None
+    return
 
 
 def has_qt() -> None:
     """The original's Qt backend does not exist here; always None."""
-    return None
+    return
 
 
 def available() -> dict[str, type[Reactor]]:

@@ -1,7 +1,7 @@
 """Small shared pieces of the runtime: priorities and sentinels."""
 from __future__ import annotations
 
-__all__ = ["priority", "PENDING", "USE_DEFAULT"]
+__all__ = ["PENDING", "USE_DEFAULT", "priority"]
 
 
 class priority:

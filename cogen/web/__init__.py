@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["serve", "WSGIServer"]
+__all__ = ["WSGIServer", "serve"]
 
 
 def serve(app: Callable[..., Any], host: str = "127.0.0.1", port: int = 8080,

@@ -10,7 +10,7 @@ from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation
 from cogen.web.http import ChunkedDecoder
 
-__all__ = ["BodySource", "AsyncInput", "UnreadableInput", "read_whole_body"]
+__all__ = ["AsyncInput", "BodySource", "UnreadableInput", "read_whole_body"]
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -22,8 +22,15 @@ class BodySource:
     generator methods ``recv_more(timeout)`` and ``send(data)``.
     """
 
-    __slots__ = ("conn", "remaining", "decoder", "expect_continue", "pending", "received",
-                 "timeout")
+    __slots__ = (
+        "conn",
+        "decoder",
+        "expect_continue",
+        "pending",
+        "received",
+        "remaining",
+        "timeout",
+    )
 
     def __init__(self, conn: Any, content_length: int | None, chunked: bool,
                  expect_continue: bool, max_body: int | None, timeout: float | None) -> None:
@@ -149,7 +156,7 @@ class AsyncInput:
     line of at most ``n`` bytes. Each returns an operation to yield.
     """
 
-    __slots__ = ("stream", "source", "is_buffered")
+    __slots__ = ("is_buffered", "source", "stream")
 
     def __init__(self, stream: Any = None, source: BodySource | None = None) -> None:
         self.stream = stream
@@ -174,7 +181,7 @@ class AsyncInput:
             if size == 0:
                 return b""
             return (yield from source.read_some(size))
-        parts = []
+        parts: list[bytes] = []
         while True:
             data = yield from source.read_some(262144)
             if not data:

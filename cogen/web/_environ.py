@@ -6,7 +6,7 @@ import logging
 from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["header_key", "ErrorStream", "ProxyRules", "decode_path"]
+__all__ = ["ErrorStream", "ProxyRules", "decode_path", "header_key"]
 
 _KEYS: dict[str, str] = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
 
@@ -62,7 +62,7 @@ class ProxyRules:
 
     def __init__(self, trusted: list[str]) -> None:
         self.any = "*" in trusted
-        self.nets = []
+        self.nets: list[str | ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         for item in trusted:
             if item == "*":
                 continue
@@ -86,7 +86,7 @@ class ProxyRules:
             ip = ipaddress.ip_address(addr.split("%", 1)[0])
         except ValueError:
             return False
-        return any(net != "unix" and ip in net for net in self.nets)
+        return any(not isinstance(net, str) and ip in net for net in self.nets)
 
     def apply(self, environ: dict[str, Any]) -> None:
         """Rewrite REMOTE_ADDR, wsgi.url_scheme and HTTP_HOST of a request from a trusted peer."""

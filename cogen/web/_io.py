@@ -16,8 +16,15 @@ from cogen.core.events import Operation, TimedOperation
 from cogen.core.util import PENDING
 from cogen.errors import CogenError
 
-__all__ = ["WaitIO", "ClientDisconnected", "ServerClosing", "PARKED", "WOULD_BLOCK", "send_all",
-           "send_file"]
+__all__ = [
+    "PARKED",
+    "WOULD_BLOCK",
+    "ClientDisconnected",
+    "ServerClosing",
+    "WaitIO",
+    "send_all",
+    "send_file",
+]
 
 #: What a non-blocking call raises when it would block (TLS adds its own).
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError)
@@ -51,7 +58,7 @@ class WaitIO(TimedOperation):
     and ``timeout`` before each yield. Timeouts raise ``OperationTimeout``.
     """
 
-    __slots__ = ("fd", "owner", "writing", "armed")
+    __slots__ = ("armed", "fd", "owner", "writing")
 
     def __init__(self, fd: int, owner: Any) -> None:
         self.prio = -1

@@ -30,8 +30,21 @@ def _is_op(item: Any) -> bool:
 class _Response:
     """The state of one response while the app produces it."""
 
-    __slots__ = ("server", "conn", "head", "environ", "status", "headers", "headers_sent",
-                 "keep_alive", "body_sent", "pending", "has_body", "chunked", "left")
+    __slots__ = (
+        "body_sent",
+        "chunked",
+        "conn",
+        "environ",
+        "has_body",
+        "head",
+        "headers",
+        "headers_sent",
+        "keep_alive",
+        "left",
+        "pending",
+        "server",
+        "status",
+    )
 
     def __init__(self, server: Any, conn: Any, head: Any, environ: dict[str, Any]) -> None:
         self.server = server

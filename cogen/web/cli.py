@@ -227,7 +227,7 @@ def configure_logging(level: str) -> None:
     # Access lines carry their own timestamp; a plain formatter and no caller
     # or thread look-ups keep the per-request cost down (the logging HOWTO's
     # "Optimization" section).
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
     access_handler = logging.StreamHandler(sys.stderr)

@@ -35,12 +35,17 @@ from typing import Any
 
 import cogen.core
 from cogen.core.coroutines import Coroutine
-from cogen.web._body import AsyncInput
 from cogen.core.events import Operation
+from cogen.web._body import AsyncInput
 
 __all__ = [
-    "CogenGate", "streaming_input", "is_streaming_input", "LazyStartResponseMiddleware",
-    "SynchronousInputMiddleware", "lazy_sr", "sync_input",
+    "CogenGate",
+    "LazyStartResponseMiddleware",
+    "SynchronousInputMiddleware",
+    "is_streaming_input",
+    "lazy_sr",
+    "streaming_input",
+    "sync_input",
 ]
 
 
@@ -88,7 +93,7 @@ class CogenGate(AsyncInput):
         sched: the scheduler serving the request.
     """
 
-    __slots__ = ("operation", "result", "exception", "content_length", "sched")
+    __slots__ = ("content_length", "exception", "operation", "result", "sched")
 
     def __init__(self, sched: Any, environ: dict[str, Any], content_length: int | None,
                  stream: Any = None, source: Any = None) -> None:
@@ -118,11 +123,11 @@ class CogenGate(AsyncInput):
         return _Proxy(self, obj)
 
     # the original's capitalised names on environ['cogen.input']
-    def Read(self, size: int = -1, **_ignored: Any) -> Any:  # noqa: N802
+    def Read(self, size: int = -1, **_ignored: Any) -> Any:
         """The original's ``environ['cogen.input'].Read(n)``: :meth:`read`."""
         return self.read(size)
 
-    def ReadLine(self, size: int = -1, **_ignored: Any) -> Any:  # noqa: N802
+    def ReadLine(self, size: int = -1, **_ignored: Any) -> Any:
         """The original's ``environ['cogen.input'].ReadLine(n)``: :meth:`readline`."""
         return self.readline(size)
 
@@ -186,7 +191,8 @@ class _LazyResponse:
 
     def _start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
         if self.started:
-            return self.start_response(status, headers, exc_info)
+            write: Callable[[bytes], None] = self.start_response(status, headers, exc_info)
+            return write
         if self.pending is not None and exc_info is None:
             raise AssertionError("start_response called twice without exc_info")
         self.pending = (status, headers, exc_info)
@@ -214,7 +220,7 @@ class _LazyResponse:
             raise
         if chunk and not isinstance(chunk, (Operation, Coroutine)):
             self._start()
-        return chunk
+        return chunk  # type: ignore[no-any-return]
 
     def close(self) -> None:
         close = getattr(self.result, "close", None)
@@ -242,7 +248,8 @@ class SynchronousInputMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         reader = environ.get("cogen.input")
         if reader is None or reader.is_buffered:
-            return self.app(environ, start_response)
+            result: Iterable[bytes] = self.app(environ, start_response)
+            return result
         return self._read_then_call(environ, start_response, reader)
 
     def _read_then_call(self, environ: dict[str, Any], start_response: Callable[..., Any],

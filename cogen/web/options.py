@@ -11,8 +11,18 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["Option", "OPTIONS", "OPTIONS_BY_NAME", "ALIASES", "resolve_options", "as_bool",
-           "as_seconds", "as_size", "as_int", "as_list"]
+__all__ = [
+    "ALIASES",
+    "OPTIONS",
+    "OPTIONS_BY_NAME",
+    "Option",
+    "as_bool",
+    "as_int",
+    "as_list",
+    "as_seconds",
+    "as_size",
+    "resolve_options",
+]
 
 
 def as_bool(value: Any) -> bool:

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
+import cogen.core as _cogen_core
 from cogen.core.coroutines import Coroutine, coroutine
 from cogen.core.events import Operation, OperationTimeout, Signal, WaitForSignal
 from cogen.core.schedulers import Scheduler
@@ -46,13 +47,11 @@ from cogen.web._io import (
     ServerClosing,
     WaitIO,
     send_all,
-    send_file,
 )
-import cogen.core as _cogen_core
 from cogen.web.extensions import CogenGate, _Proxy, is_streaming_input
 from cogen.web.options import OPTIONS_BY_NAME, resolve_options
 
-__all__ = ["WSGIServer", "FileWrapper", "parse_bind"]
+__all__ = ["FileWrapper", "WSGIServer", "parse_bind"]
 
 log = logging.getLogger("cogen.web")
 error_log = logging.getLogger("cogen.web.error")
@@ -89,7 +88,7 @@ class FileWrapper:
         return self
 
     def __next__(self) -> bytes:
-        data = self.filelike.read(self.blksize)
+        data: bytes = self.filelike.read(self.blksize)
         if data:
             return data
         raise StopIteration
@@ -150,7 +149,7 @@ def parse_bind(bind: Any) -> tuple[int, Any]:
 class _Conn:
     """What one connection coroutine shares with its helpers."""
 
-    __slots__ = ("sock", "fd", "waiter", "buf", "send_timeout", "idle", "coro", "drained", "op", "cancelled")
+    __slots__ = ("buf", "cancelled", "coro", "drained", "fd", "idle", "op", "send_timeout", "sock", "waiter")
 
     def __init__(self, sock: Any, send_timeout: float | None) -> None:
         self.sock = sock
@@ -196,7 +195,7 @@ class _Conn:
         except OSError as exc:
             raise ClientDisconnected(f"send failed: {exc}") from exc
         if n == len(data):
-            return n
+            return int(n)
         yield from send_all(self.sock, self.waiter, memoryview(data)[n:], self.send_timeout)
         return len(data)
 
@@ -269,7 +268,8 @@ class WSGIServer:
         if isinstance(bind_addr, socket.socket):
             return bind_addr
         if isinstance(getattr(bind_addr, "raw", None), socket.socket):
-            return bind_addr.raw  # a cogen.core.sockets.Socket
+            raw: socket.socket = bind_addr.raw  # a cogen.core.sockets.Socket
+            return raw
         family, addr = parse_bind(bind_addr)
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -292,7 +292,8 @@ class WSGIServer:
     @staticmethod
     def _ssl_context(opts: dict[str, Any]) -> ssl.SSLContext | None:
         if opts["ssl_context"] is not None:
-            return opts["ssl_context"]
+            given: ssl.SSLContext = opts["ssl_context"]
+            return given
         if opts["certfile"]:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(opts["certfile"], opts["keyfile"])
@@ -763,7 +764,8 @@ def _log_time() -> str:
     if now != _log_time_cache[0]:
         _log_time_cache[0] = now
         _log_time_cache[1] = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
-    return _log_time_cache[1]
+    stamp: str = _log_time_cache[1]
+    return stamp
 
 
 def _wraps_validator(app: Any) -> bool:
@@ -817,6 +819,6 @@ def _signal(name: Any) -> Generator[Any, Any, None]:
     yield Signal(name)
 
 
-from cogen.web._response import _Response  # noqa: E402  (circular: _Response uses the server)
+from cogen.web._response import _Response
 
 _unused = (Iterable, sys)
