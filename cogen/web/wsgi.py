@@ -578,6 +578,12 @@ class WSGIServer:
                 yield from self._reject(conn, _RemoteProtocolError("request head timeout", 408), addr)
                 return
             conn.buf = conn.buf[head.head_size:]
+            if head.method == "CONNECT":
+                # A WSGI app cannot open a tunnel, and a 2xx answer would
+                # make the client start one (RFC 9110 §9.3.6): refuse it.
+                yield from self._reject(conn, _RemoteProtocolError(
+                    "CONNECT (a tunnel) is not supported by this server", 501), addr)
+                return
             keep_open = yield from self._request(conn, head, peer)
             head = None
             if not keep_open or self._closing:

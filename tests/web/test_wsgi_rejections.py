@@ -72,6 +72,8 @@ BAD_REQUESTS = {
     "invalid-host": (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
     "fragment-in-target": (b"GET /a#frag HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     "http2-version": (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    # a WSGI app cannot tunnel; a 2xx would start one (RFC 9110 §9.3.6)
+    "connect-method": (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 501),
     "garbage-version": (b"GET / HTTP/x.y\r\nHost: x\r\n\r\n", 400),
     "two-spaces-in-request-line": (b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     "request-line-too-long": (b"GET /" + b"a" * 300 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
