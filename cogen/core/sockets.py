@@ -314,7 +314,10 @@ class Socket:
         return None if self._timeout is USE_DEFAULT else self._timeout
 
     def getpeercert(self, binary_form: bool = False) -> Any:
-        """The peer's certificate of a TLS socket (after the handshake), as :meth:`ssl.SSLSocket.getpeercert`."""
+        """The peer's certificate of a TLS socket (after the handshake).
+
+        As :meth:`ssl.SSLSocket.getpeercert`.
+        """
         if not self._tls:
             raise SocketError(f"{self!r} is not a TLS socket")
         return cast(ssl.SSLSocket, self._sock).getpeercert(binary_form)

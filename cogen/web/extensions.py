@@ -189,7 +189,8 @@ class _LazyResponse:
         self.result = app(environ, self._start_response)
         self.iterator = iter(self.result)
 
-    def _start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+    def _start_response(self, status: str, headers: list[tuple[str, str]],
+                        exc_info: Any = None) -> Callable[[bytes], None]:
         if self.started:
             write: Callable[[bytes], None] = self.start_response(status, headers, exc_info)
             return write

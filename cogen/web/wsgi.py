@@ -28,9 +28,8 @@ import os
 import socket
 import ssl
 import stat
-import sys
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import cogen.core as _cogen_core
@@ -48,6 +47,7 @@ from cogen.web._io import (
     WaitIO,
     send_all,
 )
+from cogen.web._response import _Response
 from cogen.web.extensions import CogenGate, _Proxy, is_streaming_input
 from cogen.web.options import OPTIONS_BY_NAME, resolve_options
 
@@ -824,7 +824,3 @@ def _sleep(seconds: float) -> Operation:
 def _signal(name: Any) -> Generator[Any, Any, None]:
     yield Signal(name)
 
-
-from cogen.web._response import _Response
-
-_unused = (Iterable, sys)
