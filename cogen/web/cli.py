@@ -237,6 +237,29 @@ def configure_logging(level: str) -> None:
     access.propagate = False
 
 
+def raise_open_file_limit() -> int | None:
+    """Raise the soft limit of open files to the hard limit; returns the new soft limit.
+
+    Every connection is a descriptor, and a soft limit of 1024 (a common
+    default) would cap a server meant to hold thousands of idle keep-alive
+    connections. None where the platform has no such limit.
+    """
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as exc:
+        log.debug("could not raise the open file limit to %s: %s", wanted, exc)
+        return soft
+    return wanted
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 1 run-time failure, 2 bad input).
 
@@ -248,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = _server_options(ns)
         check_tls(options)
         configure_logging(ns.log_level)
+        raise_open_file_limit()
         if ns.workers > 1:
             if not hasattr(os, "fork"):
                 raise UsageError(f"--workers {ns.workers} needs os.fork, which this platform "

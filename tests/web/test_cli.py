@@ -261,3 +261,39 @@ def test_the_serve_one_liner_serves_until_sigterm(tmp_path: Any) -> None:
             proc.wait(10)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_the_command_raises_the_soft_open_file_limit(tmp_path: Any) -> None:
+    """A low soft limit (1024 is common) would cap the connections the server holds."""
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip("the hard limit is too low to tell")
+    if not os.path.exists("/proc/self/limits"):
+        pytest.skip("reads the server's limits from /proc (Linux)")
+
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+
+    root = str(Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cogen.web", "examples.hello:application", "--port", "0"],
+        cwd=root, env=dict(os.environ, PYTHONPATH=root), stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, text=True, preexec_fn=lower)  # noqa: PLW1509
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "listening on" in line, line
+        with open(f"/proc/{proc.pid}/limits") as limits:
+            row = next(r for r in limits if r.startswith("Max open files"))
+        assert int(row.split()[3]) > 128
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+            if proc.stderr is not None:
+                proc.stderr.close()
