@@ -33,8 +33,9 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import cogen.core as _cogen_core
+from cogen.core import coroutines as _coroutines
 from cogen.core.coroutines import Coroutine, coroutine
-from cogen.core.events import Operation, OperationTimeout, Signal, WaitForSignal
+from cogen.core.events import OperationTimeout, Signal, Sleep, WaitForSignal
 from cogen.core.schedulers import Scheduler
 from cogen.web import http as _http
 from cogen.web._body import BodySource, UnreadableInput, read_whole_body
@@ -101,14 +102,11 @@ class FileWrapper:
             if not stat.S_ISREG(st.st_mode):
                 return None
             offset = self.filelike.tell()
-        except (AttributeError, OSError, ValueError, _io_unsupported()):
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
             return None
         return fd, offset, max(0, st.st_size - offset)
 
 
-def _io_unsupported() -> type[Exception]:
-    import io
-    return io.UnsupportedOperation
 
 
 def parse_bind(bind: Any) -> tuple[int, Any]:
@@ -340,7 +338,7 @@ class WSGIServer:
     @coroutine
     def serve(self) -> Generator[Any, Any, None]:
         """The accept loop: one coroutine per connection. Returns after shutdown."""
-        self._serve_coro = _current()
+        self._serve_coro = _coroutines.current
         lsock = self.socket
         accept = lsock.accept
         waiter = WaitIO(lsock.fileno(), lsock)
@@ -372,7 +370,7 @@ class WSGIServer:
                         break
                     log.warning("accept failed: %s", exc)
                     # EMFILE and friends: back off instead of spinning
-                    yield _sleep(0.1)
+                    yield Sleep(0.1)
                     continue
                 sock.setblocking(False)
                 if not is_unix:
@@ -468,7 +466,7 @@ class WSGIServer:
     def _connection(self, sock: Any, addr: Any) -> Generator[Any, Any, None]:
         opts = self.options
         conn = _Conn(sock, opts["send_timeout"])
-        conn.coro = _current()
+        conn.coro = _coroutines.current
         self._conns[conn.fd] = conn
         if self._closing and self._grace_timer is None and self._grace_deadline is not None:
             # accepted before shutdown() but started after it: shutdown() did
@@ -568,7 +566,9 @@ class WSGIServer:
                     while head is None:
                         scanned = len(conn.buf)
                         yield from conn.recv_more(max(0.0, deadline - _monotonic()))
-                        head = _parse_head(conn.buf, scan_from=scanned, **limits)
+                        head = parse(conn.buf, max_request_line=max_line,
+                                     max_header_bytes=max_bytes, max_header_count=max_count,
+                                     max_body=max_body, scan_from=scanned)
             except _RemoteProtocolError as exc:
                 yield from self._reject(conn, exc, addr)
                 return
@@ -808,16 +808,6 @@ class _EmptyInput:
 
     def __next__(self) -> bytes:
         raise StopIteration
-
-
-def _current() -> Any:
-    from cogen.core import coroutines
-    return coroutines.current
-
-
-def _sleep(seconds: float) -> Operation:
-    from cogen.core.events import Sleep
-    return Sleep(seconds)
 
 
 @coroutine
