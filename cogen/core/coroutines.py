@@ -14,9 +14,18 @@ first, and the caller is resumed with its return value or has its exception
 thrown in (the traceback keeps the callee's frames). A call links callee to
 caller through ``caller`` instead of nesting Python frames, so call depth is
 limited by memory, not by the recursion limit.
+
+Every coroutine runs in its own :class:`contextvars.Context` (``ctx``): a
+copy of the context it was created in (``Scheduler.add`` and ``AddCoro``
+copy their caller's), which the scheduler enters for every step (``send``,
+``throw``) and for ``close``. A called sub-coroutine shares its caller's
+context, as an awaited coroutine shares its task's in asyncio. So a
+``ContextVar`` set by one coroutine is never seen by another, only by the
+sub-coroutines it calls and (as a copy) by the coroutines it starts.
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 from collections.abc import Callable, Generator
@@ -52,6 +61,7 @@ class Coroutine(Operation):
         "_locals",
         "_timer",
         "caller",
+        "ctx",
         "exception",
         "f_args",
         "f_kws",
@@ -76,6 +86,8 @@ class Coroutine(Operation):
         # None for a coroutine that is not a sub-call; not ``self``, which would
         # make every coroutine a reference cycle that only the GC can free
         self._caller_root: Coroutine | None = None
+        #: the context every step of this coroutine runs in (see the module docstring)
+        self.ctx: contextvars.Context = _copy_context()
         if type(func) is FunctionType:  # the common case first: a hasattr() that misses is slow
             self.func: Callable[..., Any] | None = func
             self.f_args = args
@@ -143,6 +155,7 @@ class Coroutine(Operation):
             raise TypeError(f"cannot call {self!r}: it was already started; use Join to wait for it")
         self.caller = coro
         self._caller_root = coro._root
+        self.ctx = coro.ctx  # one logical thread of control: one context
         sched.resume(self, None, True)
         return PENDING
 
@@ -153,7 +166,7 @@ class Coroutine(Operation):
         """Close the body (GeneratorExit inside it) if it is still running."""
         gen = self.gen
         if gen is not None and self.state == self.STATE_RUNNING:
-            gen.close()
+            run_in_context(self.ctx, gen.close)
 
     def __repr__(self) -> str:
         return (f"<Coroutine {self.name} at 0x{id(self):x}, "
@@ -181,6 +194,30 @@ def coroutine(func: Callable[..., Any]) -> Callable[..., Coroutine]:
 
 coro = coroutine
 
+_copy_context = contextvars.copy_context
+
+
+def run_in_context(ctx: contextvars.Context, func: Callable[[], Any]) -> Any:
+    """Call ``func()`` in ``ctx``; returns what it returns.
+
+    When ``ctx`` is entered already (a coroutine closing a sub-coroutine that
+    shares its context, from inside its own step), ``func`` is called
+    directly: it then runs in ``ctx`` all the same.
+    """
+    called = False
+
+    def call() -> Any:
+        nonlocal called
+        called = True
+        return func()
+
+    try:
+        return ctx.run(call)
+    except RuntimeError:
+        if called:
+            raise
+    return func()
+
 #: The coroutine instance being stepped right now (None outside the scheduler).
 current: Coroutine | None = None
 
@@ -198,9 +235,14 @@ class local:
     Values set while one coroutine runs are invisible to the others and go
     away with the coroutine. A called sub-coroutine shares its caller's
     values (they are one logical thread of control); a coroutine started with
-    ``AddCoro``/``Scheduler.add`` has its own. Using it outside a running
-    coroutine raises ``RuntimeError``; code running in a thread pool worker
-    (``cogen.core.threads``) must not use it.
+    ``AddCoro``/``Scheduler.add`` has its own, empty. Using it outside a
+    running coroutine raises ``RuntimeError``; code running in a thread pool
+    worker (``cogen.core.threads``) must not use it.
+
+    Every coroutine also runs in its own :class:`contextvars.Context` (its
+    ``ctx``), so ``ContextVar`` values are per coroutine too, with one
+    difference: a started coroutine begins with a *copy* of its starter's
+    context values, where its ``local`` begins empty.
     """
 
     __slots__ = ("__weakref__",)

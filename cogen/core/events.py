@@ -323,8 +323,11 @@ class AddCoro(Operation):
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         prio = self.prio if self.prio >= 0 else sched.default_priority
+        # process() runs outside the yielding coroutine's context: the new one
+        # gets a copy of that context, as if started from its body
         return sched.add(self.coro, args=self.args, kwargs=self.kwargs,
-                         prio=priority.FIRST if prio & priority.OP else priority.LAST)
+                         prio=priority.FIRST if prio & priority.OP else priority.LAST,
+                         context=coro.ctx.copy())
 
 
 class Join(TimedOperation):

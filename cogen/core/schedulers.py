@@ -27,6 +27,7 @@ a server) cost no more than a push.
 """
 from __future__ import annotations
 
+import contextvars
 import heapq
 import logging
 import socket
@@ -134,7 +135,8 @@ class Scheduler:
 
     # -- adding coroutines ----------------------------------------------------------
     def add(self, coro: Any, *pos_args: Any, args: tuple[Any, ...] = (),
-            kwargs: dict[str, Any] | None = None, prio: int = priority.LAST) -> Coroutine:
+            kwargs: dict[str, Any] | None = None, prio: int = priority.LAST,
+            context: contextvars.Context | None = None) -> Coroutine:
         """Add a coroutine to run; returns its :class:`Coroutine` instance.
 
         ``coro`` is a ``@coroutine`` function (called with the arguments), a
@@ -142,6 +144,10 @@ class Scheduler:
         instance not started yet. Arguments are given positionally
         (``sched.add(handler, conn, addr)``) or as ``args=``/``kwargs=``. With
         ``prio=priority.FIRST`` it runs before the coroutines already queued.
+
+        The coroutine runs in ``context`` if given, else in a copy of the
+        caller's context taken now (as ``asyncio.create_task`` does): what it
+        sets in ``ContextVar``s stays its own.
         """
         if pos_args:
             if args:
@@ -159,6 +165,10 @@ class Scheduler:
             instance = Coroutine(coro, *args, **(kwargs or {}))
         else:
             raise TypeError(f"cannot add {coro!r}: not a coroutine")
+        if context is not None:
+            instance.ctx = context
+        elif instance is coro:  # made earlier, maybe elsewhere: copy the context of now
+            instance.ctx = contextvars.copy_context()
         if prio > 0 and prio & priority.OP:
             self.active.appendleft((None, instance))
         else:
@@ -362,13 +372,14 @@ class Scheduler:
             n -= 1
             val, coro = popleft()
             module_vars["current"] = coro
+            # every step runs in the coroutine's own context (see cogen.core.coroutines)
+            run = coro.ctx.run
             while True:
                 try:
                     if type(val) is CoroutineException:
-                        op = coro.throw(val.exc)
+                        op = run(coro.throw, val.exc)
                     else:
-                        send = coro.send
-                        op = send(val)
+                        op = run(coro.send, val)
                 except StopIteration as stop:
                     self._finish(coro, stop.value, None)
                     break

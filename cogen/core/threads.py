@@ -24,7 +24,9 @@ the caller, who shuts it down.
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import os
+import queue
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_POOL_SIZE",
     "Run",
+    "ThreadLease",
     "ThreadPool",
     "get_pool",
     "run_in_thread",
@@ -75,6 +78,10 @@ class ThreadPool:
         """
         return self._executor.submit(func, *args, **kwargs)
 
+    def lease(self, context: contextvars.Context | None = None) -> ThreadLease:
+        """Return a :class:`ThreadLease`: one thread of this pool for a sequence of calls."""
+        return ThreadLease(self, context)
+
     def shutdown(self, wait: bool = True, cancel_pending: bool = False) -> None:
         """Accept no more calls; optionally wait for the running ones.
 
@@ -95,6 +102,94 @@ class ThreadPool:
 
     def __repr__(self) -> str:
         return f"<ThreadPool size={self.size}>"
+
+
+_RELEASED = None
+
+
+class ThreadLease:
+    """One worker thread of a :class:`ThreadPool`, held for a sequence of calls.
+
+    Every call submitted to a lease runs on the same thread, in order, from
+    the first :meth:`submit` until :meth:`release`: code that keeps state in
+    thread-locals (a framework's request context, a database connection)
+    finds it again on the next call. The thread is taken from the pool at the
+    first call; while all of the pool's threads are held, that call waits for
+    one in the pool's queue (it is not refused). With a ``context``, every call
+    runs in it, so ``ContextVar`` values carry from one call to the next and
+    never to another lease's calls on the same thread.
+
+    A lease is given to :class:`Run` as its ``pool=``. Used by the WSGI server
+    with ``threads=N``: one response, from the app call to ``close()``, is
+    served by one thread.
+    """
+
+    __slots__ = ("_calls", "_context", "_loop", "_pool", "_released")
+
+    def __init__(self, pool: ThreadPool, context: contextvars.Context | None = None) -> None:
+        self._pool = pool
+        self._context = context
+        self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._loop: concurrent.futures.Future[Any] | None = None
+        self._released = False
+
+    def submit(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        """Queue ``func(*args, **kwargs)`` for the lease's thread; return its future.
+
+        Raises ``RuntimeError`` after :meth:`release` or the pool's shutdown.
+        """
+        if self._released:
+            raise RuntimeError(f"{self!r} was released")
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._calls.put((future, func, args, kwargs))
+        if self._loop is None:
+            self._loop = self._pool.submit(self._serve)
+            self._loop.add_done_callback(self._loop_done)
+        return future
+
+    def release(self) -> None:
+        """Give the thread back to the pool once the calls queued so far have run."""
+        if not self._released:
+            self._released = True
+            if self._loop is not None:
+                self._calls.put(_RELEASED)
+
+    def _serve(self) -> None:
+        """In the worker thread: run the lease's calls until it is released."""
+        calls = self._calls
+        context = self._context
+        while True:
+            item = calls.get()
+            if item is _RELEASED:
+                return
+            future, func, args, kwargs = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                if context is not None:
+                    result = context.run(func, *args, **kwargs)
+                else:
+                    result = func(*args, **kwargs)
+            except BaseException as exc:  # handed to the waiting coroutine, as the pool does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def _loop_done(self, loop: concurrent.futures.Future[Any]) -> None:
+        """The thread's loop ended: if it never ran (the pool shut down), cancel what waits."""
+        if not loop.cancelled():
+            return
+        self._released = True
+        while True:
+            try:
+                item = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _RELEASED:
+                item[0].cancel()
+
+    def __repr__(self) -> str:
+        return f"<ThreadLease of {self._pool!r}>"
 
 
 _default_pools: weakref.WeakKeyDictionary[Scheduler, ThreadPool] = weakref.WeakKeyDictionary()
@@ -148,7 +243,8 @@ class Run(TimedOperation):
             it returns.
         prio: with the ``priority.CORO`` bit the coroutine goes to the front
             of the run queue when the call completes.
-        pool: a :class:`ThreadPool`; None uses the scheduler's default pool.
+        pool: a :class:`ThreadPool` or a :class:`ThreadLease` (the call then
+            runs on the lease's thread); None uses the scheduler's default pool.
 
     An exception raised by ``func`` is raised in the coroutine, with the
     traceback from the worker thread. A Run is yielded once.
@@ -158,7 +254,7 @@ class Run(TimedOperation):
 
     def __init__(self, func: Callable[..., Any], args: tuple[Any, ...] = (),
                  kwargs: dict[str, Any] | None = None, *, timeout: Any = USE_DEFAULT,
-                 prio: int = priority.DEFAULT, pool: ThreadPool | None = None) -> None:
+                 prio: int = priority.DEFAULT, pool: ThreadPool | ThreadLease | None = None) -> None:
         TimedOperation.__init__(self, timeout, prio)
         if not callable(func):
             raise TypeError(f"Run needs a callable, not {func!r}")
