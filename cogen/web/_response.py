@@ -203,7 +203,20 @@ class _Response:
 
     # -- running the app in a thread pool -------------------------------------------
     def run_threaded(self, pool: Any) -> Generator[Any, Any, bool]:
-        """Like :meth:`run`, with the app call and each ``next()`` in ``pool``."""
+        """Like :meth:`run`, with the app call, each ``next()`` and ``close()`` in ``pool``.
+
+        All of them run on one thread of the pool, held for the whole response
+        (a :class:`~cogen.core.threads.ThreadLease`), and in one fresh context:
+        thread-locals and context variables set by the app call are there on
+        every later call, and nothing is left for the next response.
+        """
+        lease = pool.lease(self.server._context.copy())
+        try:
+            return (yield from self._run_leased(lease))
+        finally:
+            lease.release()
+
+    def _run_leased(self, pool: Any) -> Generator[Any, Any, bool]:
         from cogen.core import threads
         environ = self.environ
         try:
@@ -228,10 +241,13 @@ class _Response:
         finally:
             close = getattr(result, "close", None)
             if close is not None:
-                if sys.exc_info()[0] is GeneratorExit:
+                ending = sys.exc_info()[0]
+                if ending is GeneratorExit or ending is ServerClosing:
                     # this coroutine is being closed (Scheduler.close, garbage
-                    # collection): it must not yield again, so close() is called here
-                    self._close_now(close)
+                    # collection) and must not yield again, or the grace period
+                    # is over and the response's thread may still be stuck in
+                    # the app: close() is handed to that thread, not waited for
+                    self._close_later(pool, close)
                 else:
                     try:
                         yield threads.Run(close, pool=pool)
@@ -239,17 +255,22 @@ class _Response:
                         error_log.exception("error closing the response iterable of %s %s",
                                             self.head.method, self.head.target)
 
-    def _close_now(self, close: Any) -> None:
+    def _close_later(self, lease: Any, close: Any) -> None:
+        head = self.head
+
+        def closed(future: Any) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                error_log.error("error closing the response iterable of %s %s", head.method,
+                                head.target, exc_info=future.exception())
+
         try:
-            close()
-        except ValueError as exc:
-            # "generator already executing": a step still runs in a worker
-            # thread; the generator is finalised when that step lets go of it
-            error_log.debug("could not close the response iterable of %s %s: %s",
-                            self.head.method, self.head.target, exc)
-        except Exception:
-            error_log.exception("error closing the response iterable of %s %s",
-                                self.head.method, self.head.target)
+            lease.submit(close).add_done_callback(closed)
+        except RuntimeError:  # the pool is shut down: close it here, as best we can
+            try:
+                close()
+            except Exception:
+                error_log.debug("could not close the response iterable of %s %s", head.method,
+                                head.target, exc_info=True)
 
     # -- sending --------------------------------------------------------------------
     @staticmethod

@@ -23,6 +23,7 @@ reads and the send timeout for writes.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import socket
@@ -259,6 +260,8 @@ class WSGIServer:
             "max_body": opts["max_body"],
         }
         self._base_environ = self._make_base_environ()
+        #: every request runs in a fresh copy of this context (serve() makes it its own)
+        self._context = contextvars.copy_context()
 
     # -- setup ----------------------------------------------------------------------
     @staticmethod
@@ -339,6 +342,9 @@ class WSGIServer:
     def serve(self) -> Generator[Any, Any, None]:
         """The accept loop: one coroutine per connection. Returns after shutdown."""
         self._serve_coro = _coroutines.current
+        assert self._serve_coro is not None
+        # connections are started from here, so each gets a copy of this context
+        self._context = self._serve_coro.ctx
         lsock = self.socket
         accept = lsock.accept
         waiter = WaitIO(lsock.fileno(), lsock)
@@ -527,6 +533,13 @@ class WSGIServer:
         waiter = conn.waiter
         is_tls = isinstance(conn.sock, ssl.SSLSocket)
         first = True
+        # Request isolation (docs/server.rst): each request runs in a fresh
+        # copy of the server's context. The connection's coroutine was started
+        # in one; after each request it is given another, which the scheduler
+        # enters from its next step on. ``fresh``: this step runs in it.
+        coro = conn.coro
+        base_context = self._context
+        fresh = True
         while True:
             # -- wait for and read a request head --
             # A new connection is not idle: its first request is served even
@@ -541,14 +554,17 @@ class WSGIServer:
                     # reactor wakes us at once if data came meanwhile (epoll:
                     # an edge that came while nobody waited is remembered).
                     yield waiter.wait(False, keepalive_timeout)
+                    fresh = True
                 while True:
                     try:
                         data = recv(262144)
                         break
                     except WOULD_BLOCK:
                         yield waiter.wait(False, header_timeout if first else keepalive_timeout)
+                        fresh = True
                     except ssl.SSLWantWriteError:
                         yield waiter.wait(True, keepalive_timeout)
+                        fresh = True
                     except OSError as exc:
                         raise ClientDisconnected(str(exc)) from exc
                 if not data:
@@ -584,10 +600,14 @@ class WSGIServer:
                 yield from self._reject(conn, _RemoteProtocolError(
                     "CONNECT (a tunnel) is not supported by this server", 501), addr)
                 return
+            if not fresh:
+                yield None  # a pipelined request: step into its context first
             keep_open = yield from self._request(conn, head, peer)
             head = None
             if not keep_open or self._closing:
                 return
+            coro.ctx = base_context.copy()
+            fresh = False
 
     def _reject(self, conn: _Conn, exc: _RemoteProtocolError, addr: Any) -> Generator[Any, Any, None]:
         log.debug("rejecting request from %s: %s %s", addr, exc.status_code, exc)

@@ -1,0 +1,27 @@
+"""The view: rows streamed from queryset.iterator(), each line tagged with the request's id."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from django.http import HttpRequest, StreamingHttpResponse
+from django.urls import path
+
+from tests.web.django_isolation.models import Row
+
+
+def rows(request: HttpRequest) -> StreamingHttpResponse:
+    rid = request.GET["id"]
+    gate = request.environ.get("cogen") if request.GET.get("op") else None
+
+    def body() -> Iterator[Any]:
+        for row in Row.objects.order_by("n").iterator(chunk_size=2):
+            if gate is not None:
+                yield gate.core.events.Sleep(0)  # lets other requests run in between
+            # read the request again for every row: it must still be this one
+            yield f"{request.GET['id']}:{rid}:{row.n}\n"
+
+    return StreamingHttpResponse(body(), content_type="text/plain")
+
+
+urlpatterns = [path("rows", rows)]
