@@ -147,7 +147,7 @@ class Scheduler:
 
         The coroutine runs in ``context`` if given, else in a copy of the
         caller's context taken now (as ``asyncio.create_task`` does): what it
-        sets in ``ContextVar``s stays its own.
+        sets in a ``ContextVar`` stays its own.
         """
         if pos_args:
             if args:
