@@ -237,3 +237,31 @@ def test_a_value_set_by_one_request_is_not_seen_by_the_next_on_the_connection(
         assert client.response().body == b"None"
     client.send(b"".join(f"GET /p{n} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for n in range(3)))
     assert [client.response().body for _ in range(3)] == [b"None"] * 3
+
+
+def test_responses_beyond_the_pool_size_wait_for_a_thread_and_all_complete(live_server: Any) -> None:
+    held = 0
+    most = 0
+    lock = threading.Lock()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        nonlocal held, most
+        with lock:
+            held += 1
+            most = max(most, held)
+        rid = environ["QUERY_STRING"].partition("id=")[2]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            for k in range(5):
+                yield environ["cogen"].core.events.Sleep(0.01)  # a slow stream
+                yield f"{rid}:{rid}:{k}\n".encode()
+        finally:
+            with lock:
+                held -= 1
+
+    live = live_server(app, threads=2)
+    with ThreadPoolExecutor(6) as pool:
+        bodies = list(pool.map(
+            lambda n: requests.get(f"{live.url}/?id=x{n}", timeout=CLIENT_TIMEOUT).content, range(6)))
+    assert bodies == [lines(f"x{n}") for n in range(6)]
+    assert most == 2  # queued for one of the two threads, none refused
