@@ -217,6 +217,44 @@ def test_chat_long_poll_delivers_a_message_to_the_other_client_in_the_room(start
     assert chat.request("GET", "/rooms/no%20such/poll?client=x").status == 400
 
 
+def test_chat_over_websocket_beside_long_polling(start: Start) -> None:
+    from websockets.sync.client import connect
+    chat = start(*cogen_web("examples.chat.app:application"), env={"CHAT_POLL_TIMEOUT": "2"})
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def join(name: str) -> str:
+        return str(chat.request("POST", "/rooms/lobby/join", urlencode({"name": name}), form)
+                   .json()["client"])
+
+    alice, bob, carol = join("alice"), join("bob"), join("carol")
+    url = f"ws://{chat.host}:{chat.port}/rooms/lobby/ws?client="
+
+    def said(ws: Any) -> list[tuple[str, str]]:
+        while True:  # skip the joined/left notices
+            messages = json.loads(ws.recv(10))["messages"]
+            found = [(m["name"], m["text"]) for m in messages if m["kind"] == "said"]
+            if found:
+                return found
+
+    with connect(url + alice, open_timeout=10) as a, connect(url + bob, open_timeout=10) as b:
+        a.send(json.dumps({"text": "hello over a socket"}))
+        assert said(b) == [("alice", "hello over a socket")]
+        assert said(a) == [("alice", "hello over a socket")]
+        # carol long-polls the same room: the same message reaches her
+        deadline = time.monotonic() + 20
+        got: list[Any] = []
+        while not got and time.monotonic() < deadline:
+            resp = chat.request("GET", f"/rooms/lobby/poll?client={carol}")
+            got = [m["text"] for m in resp.json()["messages"] if m["kind"] == "said"]
+        assert got == ["hello over a socket"]
+        # and what she says by POST reaches the sockets
+        chat.request("POST", "/rooms/lobby/say", urlencode({"client": carol, "text": "hi"}), form)
+        assert said(b) == [("carol", "hi")]
+    # closing alice's socket made her leave the room
+    assert chat.request("GET", f"/rooms/lobby/poll?client={alice}").status == 410
+    assert chat.request("GET", "/rooms/lobby/ws?client=nobody").status == 400
+
+
 # -- signals.py ---------------------------------------------------------------------------
 def test_hello_the_readme_demo_says_hello(start: Start) -> None:
     app = start(*cogen_web("examples.hello:application"))

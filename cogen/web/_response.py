@@ -44,6 +44,7 @@ class _Response:
         "pending",
         "server",
         "status",
+        "switched",
     )
 
     def __init__(self, server: Any, conn: Any, head: Any, environ: dict[str, Any]) -> None:
@@ -60,6 +61,8 @@ class _Response:
         self.has_body = True
         self.chunked = False
         self.left: int | None = None
+        #: the protocol the connection switched to (a WebSocket), if any
+        self.switched: Any = None
 
     # -- the WSGI callables ---------------------------------------------------------
     def start_response(self, status: str, headers: list[tuple[str, str]],

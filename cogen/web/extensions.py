@@ -37,6 +37,7 @@ import cogen.core
 from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation
 from cogen.web._body import AsyncInput
+from cogen.web.websocket import NOT_REQUESTED
 
 __all__ = [
     "CogenGate",
@@ -91,9 +92,11 @@ class CogenGate(AsyncInput):
         content_length: the request's body length (None if unknown).
         input: the request's :class:`AsyncInput` (``environ['cogen.input']``).
         sched: the scheduler serving the request.
+        websocket: the request's :class:`~cogen.web.websocket.WebSocketUpgrade`
+            (true if it asks for a WebSocket; see :doc:`/websocket`).
     """
 
-    __slots__ = ("content_length", "exception", "operation", "result", "sched")
+    __slots__ = ("content_length", "exception", "operation", "result", "sched", "websocket")
 
     def __init__(self, sched: Any, environ: dict[str, Any], content_length: int | None,
                  stream: Any = None, source: Any = None) -> None:
@@ -104,6 +107,8 @@ class CogenGate(AsyncInput):
         self.result: Any = None
         self.exception: Any = None
         self.sched = sched
+        #: a :class:`~cogen.web.websocket.WebSocketUpgrade`, true for an upgrade request
+        self.websocket: Any = NOT_REQUESTED
         # environ is not kept: environ -> gate -> environ would be a cycle
         # that only the cyclic garbage collector frees, on every request.
         self.content_length = content_length

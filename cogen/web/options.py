@@ -195,6 +195,21 @@ OPTIONS: tuple[Option, ...] = (
            None, None, "compat"),
     Option("reuse_port", as_bool, False, "set SO_REUSEPORT on the listening socket",
            None, None),
+    Option("websocket_max_message", as_size, 1024**2,
+           "largest WebSocket message accepted (closed with 1009 beyond)",
+           "--websocket-max-message", "SIZE", "websocket"),
+    Option("websocket_ping_interval", as_seconds, 20.0,
+           "ping a WebSocket client idle this long while the app waits to receive, 0 for never",
+           "--websocket-ping-interval", "SECONDS", "websocket"),
+    Option("websocket_ping_timeout", as_seconds, 20.0,
+           "close a WebSocket whose client has not answered a ping within this",
+           "--websocket-ping-timeout", "SECONDS", "websocket"),
+    Option("websocket_close_timeout", as_seconds, 5.0,
+           "how long to wait for the client's answer to a WebSocket close",
+           "--websocket-close-timeout", "SECONDS", "websocket"),
+    Option("websocket_compression", as_bool, True,
+           "agree to per-message deflate (RFC 7692) when a WebSocket client offers it",
+           "--websocket-compression", "BOOL", "websocket"),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}

@@ -52,6 +52,7 @@ from cogen.web._io import (
 from cogen.web._response import _Response
 from cogen.web.extensions import CogenGate, _Proxy, is_streaming_input
 from cogen.web.options import OPTIONS_BY_NAME, resolve_options
+from cogen.web.websocket import WebSocketUpgrade
 
 __all__ = ["FileWrapper", "WSGIServer", "parse_bind"]
 
@@ -248,6 +249,8 @@ class WSGIServer:
                           else not _wraps_validator(app))
         self._pool: Any = None
         self._conns: dict[int, _Conn] = {}
+        #: the open WebSockets, told 1001 (going away) by shutdown()
+        self._websockets: set[Any] = set()
         self._closing = False
         self._stopped = False
         self._serve_coro: Any = None
@@ -418,6 +421,8 @@ class WSGIServer:
         for conn in list(self._conns.values()):
             if conn.idle:
                 self.sched.forget_fd(conn.fd, _ServerClosing())
+        for ws in list(self._websockets):
+            self.sched.add(ws._going_away)
         if grace is not None:
             self._grace_deadline = _monotonic() + grace
         if self._conns and grace is not None:
@@ -692,6 +697,8 @@ class WSGIServer:
 
         # -- the app --
         response = _Response(self, conn, head, environ)
+        if "HTTP_UPGRADE" in environ:
+            gate.websocket = WebSocketUpgrade(self, conn, response, environ)
         try:
             if self.threads:
                 ok = yield from response.run_threaded(self._get_pool())
@@ -702,6 +709,12 @@ class WSGIServer:
                 # maybe a temporary file: its descriptor must not wait for the
                 # garbage collector (environ and gate refer to each other)
                 spool.close()
+        if response.switched is not None:
+            # the connection speaks another protocol now: finish it, then close
+            yield from response.switched._finish(not ok)
+            if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
+                self._log_access(environ, head, response, started)
+            return False
         if source is not None and not source.done:
             # The app left part of a streamed body unread: read a bounded
             # rest so the connection can be kept, else close it. A client

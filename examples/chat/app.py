@@ -25,6 +25,11 @@ The HTTP API (all answers are JSON):
   an empty list after the poll timeout; 410 if the subscription is gone)
 - ``POST /rooms/ROOM/say``  form ``client``, ``text`` -> ``{"woken": N}``
 - ``POST /rooms/ROOM/leave`` form ``client`` -> ``{"left": true}``
+- ``GET  /rooms/ROOM/ws?client=ID`` (WebSocket): the same room over one
+  connection. The server sends ``{"messages": [...]}`` as messages are
+  published; the client sends ``{"text": "..."}`` to say something. Closing
+  the WebSocket leaves the room. The page uses it where the browser can and
+  falls back to long polling where it cannot (a proxy that drops upgrades).
 """
 import collections
 import json
@@ -34,7 +39,7 @@ import secrets
 import time
 from urllib.parse import parse_qs
 
-from cogen.core.events import OperationTimeout
+from cogen.core.events import AddCoro, OperationTimeout
 from cogen.core.pubsub import NotSubscribedError, PublishSubscribeQueue
 
 #: How long one poll request waits for messages before answering ``[]``.
@@ -47,7 +52,7 @@ MAX_TEXT = 1000        # characters in one message
 MAX_NAME = 40
 MAX_FORM = 16 * 1024   # bytes of a form body
 ROOM_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}\Z")
-ROUTE = re.compile(r"/rooms/(?P<room>[^/]+)/(?P<action>join|poll|say|leave)\Z")
+ROUTE = re.compile(r"/rooms/(?P<room>[^/]+)/(?P<action>join|poll|say|leave|ws)\Z")
 
 PAGE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "index.html")
 
@@ -128,14 +133,14 @@ def application(environ, start_response):
     if not ROOM_NAME.match(room_name):
         return [json_response(start_response, "400 Bad Request",
                               {"error": "a room name is 1-40 letters, digits, '-' or '_'"})]
-    expected = "GET" if action == "poll" else "POST"
+    expected = "GET" if action in ("poll", "ws") else "POST"
     if method != expected:
         body = json.dumps({"error": f"use {expected}"}).encode()
         start_response("405 Method Not Allowed", [("Content-Type", "application/json"),
                                                   ("Content-Length", str(len(body))),
                                                   ("Allow", expected)])
         return [body]
-    handler = {"join": join, "poll": poll, "say": say, "leave": leave}[action]
+    handler = {"join": join, "poll": poll, "say": say, "leave": leave, "ws": websocket}[action]
     return handler(environ, start_response, get_room(room_name))
 
 
@@ -213,3 +218,50 @@ def leave(environ, start_response, room):
     if client in room.names:
         yield from remove_client(room, client)
     yield json_response(start_response, "200 OK", {"left": True})
+
+
+def websocket(environ, start_response, room):
+    """The room over a WebSocket: published messages out, ``{"text": ...}`` in."""
+    client = parse_qs(environ.get("QUERY_STRING", "")).get("client", [""])[-1]
+    upgrade = environ["cogen"].websocket
+    if not upgrade or client not in room.names:
+        status = "410 Gone" if upgrade else "400 Bad Request"
+        return [json_response(start_response, status, {"error": "join first, then upgrade"})]
+    return upgrade.serve(lambda ws: chat_socket(room, client, ws))
+
+
+def chat_socket(room, client, ws):
+    """One WebSocket client: a child coroutine forwards the room, this one reads the client."""
+    from cogen.web.websocket import ConnectionClosed
+    yield AddCoro(forward_room, args=(room, client, ws))
+    while True:
+        try:
+            data = json.loads((yield ws.receive()))
+            text = str(data.get("text", "")).strip()[:MAX_TEXT]
+        except ConnectionClosed:
+            break
+        except (ValueError, AttributeError):
+            continue  # not the JSON object the page sends: ignore it
+        room.last_seen[client] = time.monotonic()
+        if text and client in room.names:
+            yield room.queue.publish(room.message("said", room.names[client], text))
+    if client in room.names:  # closing the socket leaves the room (and ends forward_room)
+        yield from remove_client(room, client)
+
+
+def forward_room(room, client, ws):
+    """Send the room's messages to the socket until the client leaves."""
+    from cogen.web.websocket import ConnectionClosed
+    while client in room.names:
+        try:
+            messages = yield room.queue.fetch(client, timeout=POLL_TIMEOUT)
+        except OperationTimeout:
+            room.last_seen[client] = time.monotonic()
+            continue
+        except NotSubscribedError:
+            return
+        room.last_seen[client] = time.monotonic()
+        try:
+            yield ws.send(json.dumps({"messages": messages}))
+        except ConnectionClosed:
+            return

@@ -1,0 +1,554 @@
+"""WebSocket (RFC 6455) for WSGI applications, with coroutine send and receive.
+
+Theory of operation
+-------------------
+A request that asks for an upgrade (``Upgrade: websocket``) reaches the
+application as an ordinary WSGI call; ``environ['cogen'].websocket`` (a
+:class:`WebSocketUpgrade`, true for such a request) lets it take the
+connection over. Its :meth:`~WebSocketUpgrade.accept` is an operation: when
+the application yields it, the server checks the handshake (RFC 6455
+§4.2.1), negotiates a subprotocol and per-message deflate (RFC 7692), sends
+``101 Switching Protocols`` and hands the socket, with any bytes already
+read past the request head, to a :class:`WebSocket`. From then on the
+connection speaks frames until the application's response ends, when the
+server finishes the close handshake and closes the connection.
+
+The :class:`WebSocket` owns the framing (``wsproto``, sans-IO) and the
+socket. Its operations are coroutines the application yields (or awaits):
+:meth:`~WebSocket.receive` reads frames until a whole message is there,
+answering pings and the peer's close on the way; :meth:`~WebSocket.send`
+waits while the client does not read (backpressure: the kernel's socket
+buffer is the only queue, so a client that stops reading holds the sender,
+not the server's memory). While a receive waits, the server pings an idle
+client every ``websocket_ping_interval`` seconds and gives up on it after
+``websocket_ping_timeout`` more. Limits: a message over
+``websocket_max_message`` bytes is refused with 1009, invalid UTF-8 in a
+text message with 1007, any other protocol error with 1002; each raises
+:class:`ConnectionClosed` in the receiving coroutine, with the code.
+
+Two ways to use it: yield the operations through the gate, reading each
+outcome from ``environ['cogen'].result`` as with every operation; or return
+``environ['cogen'].websocket.serve(handler)`` and write ``handler(ws)`` as a
+``@coroutine`` generator or an ``async def`` (``msg = await ws.receive()``).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from cogen.core import coroutines as _coroutines
+from cogen.core._sockets_errors import ConnectionClosed as _SocketConnectionClosed
+from cogen.core.coroutines import Coroutine
+from cogen.core.events import OperationTimeout
+from cogen.errors import CogenError
+from cogen.web import http as _http
+from cogen.web._io import PARKED, WOULD_BLOCK, ClientDisconnected, WaitIO, send_all
+
+if TYPE_CHECKING:
+    from wsproto.connection import Connection
+
+__all__ = ["ConnectionClosed", "HandshakeError", "WebSocket", "WebSocketUpgrade"]
+
+log = logging.getLogger("cogen.web.websocket")
+_monotonic = time.monotonic
+
+#: RFC 6455 §7.4.1 close codes used here.
+NORMAL, GOING_AWAY, PROTOCOL_ERROR, INVALID_DATA, TOO_BIG, INTERNAL_ERROR = 1000, 1001, 1002, 1007, 1009, 1011
+ABNORMAL = 1006
+#: Bytes handed to the frame parser at a time when messages are compressed:
+#: inflating a small slice bounds what one step can allocate (deflate expands
+#: at most about 1032 times), so the message size limit holds before the memory.
+_INFLATE_SLICE = 4096
+
+
+class ConnectionClosed(_SocketConnectionClosed):
+    """The WebSocket is closed: by the peer, by us, or the connection was lost.
+
+    Attributes:
+        code: the close code (RFC 6455 §7.4: 1000 normal, 1001 going away,
+            1002 protocol error, 1006 lost without a close frame, 1007
+            invalid data, 1009 message too big, ...).
+        reason: the close reason text ("" if none).
+    """
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"WebSocket closed with code {code}" + (f": {reason}" if reason else ""))
+        self.code = code
+        self.reason = reason
+
+
+class HandshakeError(CogenError):
+    """The request cannot be upgraded; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _tokens(value: str | None) -> list[str]:
+    return [t.strip().lower() for t in (value or "").split(",") if t.strip()]
+
+
+class WebSocketUpgrade:
+    """``environ['cogen'].websocket``: take a request's connection over as a WebSocket.
+
+    True (``bool()``) when the request asks for a WebSocket upgrade
+    (``Upgrade: websocket``); an application answers other requests as
+    usual. ``subprotocols`` lists what the client offered, in its order.
+    """
+
+    def __init__(self, server: Any = None, conn: Any = None, response: Any = None,
+                 environ: dict[str, Any] | None = None) -> None:
+        self._server = server
+        self._conn = conn
+        self._response = response
+        self._environ = environ if environ is not None else {}
+        self._accepted = False
+        self.requested = "websocket" in _tokens(self._environ.get("HTTP_UPGRADE"))
+        self.subprotocols = [p.strip() for p in self._environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "")
+                             .split(",") if p.strip()]
+
+    def __bool__(self) -> bool:
+        return self.requested
+
+    def check(self) -> None:
+        """Raise :class:`HandshakeError` unless the request is a valid upgrade (RFC 6455 §4.2.1)."""
+        env = self._environ
+        if not self.requested or self._server is None:
+            raise HandshakeError("not a WebSocket upgrade request (no 'Upgrade: websocket')")
+        if env.get("REQUEST_METHOD") != "GET" or env.get("SERVER_PROTOCOL") != "HTTP/1.1":
+            raise HandshakeError("a WebSocket upgrade must be an HTTP/1.1 GET")
+        if "upgrade" not in _tokens(env.get("HTTP_CONNECTION")):
+            raise HandshakeError("a WebSocket upgrade needs 'Connection: Upgrade'")
+        version = env.get("HTTP_SEC_WEBSOCKET_VERSION", "").strip()
+        if not version:
+            raise HandshakeError("a WebSocket upgrade needs Sec-WebSocket-Version")
+        if version != "13":
+            raise HandshakeError(f"unsupported Sec-WebSocket-Version {version!r} (this server speaks 13)",
+                                 426)
+        key = env.get("HTTP_SEC_WEBSOCKET_KEY", "").strip()
+        try:
+            if len(base64.b64decode(key, validate=True)) != 16:
+                raise ValueError
+        except (ValueError, binascii.Error):
+            raise HandshakeError(f"invalid Sec-WebSocket-Key {key!r}") from None
+        if env.get("CONTENT_LENGTH") not in (None, "", "0") or "HTTP_TRANSFER_ENCODING" in env:
+            raise HandshakeError("a WebSocket upgrade request has no body")
+
+    def accept(self, subprotocol: str | None = None, *, compression: bool | None = None,
+               max_message: int | None = None) -> Coroutine:
+        """The operation that upgrades the connection; result: the :class:`WebSocket`.
+
+        Args:
+            subprotocol: one of :attr:`subprotocols` to agree on (None: none).
+            compression: negotiate per-message deflate if the client offers
+                it (default: the server's ``websocket_compression`` option).
+            max_message: the largest message to accept, in bytes (default:
+                ``websocket_max_message``).
+        Raises (in the coroutine): :class:`HandshakeError` if the request is
+        not a valid upgrade (nothing is sent: the application answers, with
+        ``error.status``), ``ValueError`` for a subprotocol the client did not
+        offer, ``RuntimeError`` if the response has started or it was
+        accepted already.
+        """
+        return Coroutine(self._accept, subprotocol, compression, max_message)
+
+    def _accept(self, subprotocol: str | None, compression: bool | None,
+                max_message: int | None) -> Generator[Any, Any, WebSocket]:
+        self.check()
+        response, conn, opts = self._response, self._conn, self._server.options
+        if self._accepted or response.headers_sent or response.pending is not None:
+            raise RuntimeError("the response has already started; cannot upgrade it")
+        if subprotocol is not None and subprotocol not in self.subprotocols:
+            raise ValueError(f"subprotocol {subprotocol!r} was not offered (offered: {self.subprotocols})")
+        try:
+            from wsproto.connection import Connection, ConnectionType
+            from wsproto.extensions import PerMessageDeflate
+            from wsproto.handshake import server_extensions_handshake
+            from wsproto.utilities import generate_accept_token
+        except ImportError:  # pragma: no cover - the extra is not installed
+            raise RuntimeError("WebSocket support needs wsproto: pip install 'cogen[websocket]'") from None
+        self._accepted = True
+        lines = [b"HTTP/1.1 101 Switching Protocols", b"Upgrade: websocket", b"Connection: Upgrade",
+                 b"Sec-WebSocket-Accept: " + generate_accept_token(
+                     self._environ["HTTP_SEC_WEBSOCKET_KEY"].strip().encode("ascii"))]
+        if subprotocol is not None:
+            lines.append(b"Sec-WebSocket-Protocol: " + subprotocol.encode("latin-1"))
+        extensions: list[Any] = []
+        offers = self._environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
+        if offers and (opts["websocket_compression"] if compression is None else compression):
+            deflate = PerMessageDeflate()
+            agreed = server_extensions_handshake([o.strip() for o in offers.split(",")], [deflate])
+            if agreed is not None:
+                lines.append(b"Sec-WebSocket-Extensions: " + agreed)
+                extensions.append(deflate)
+        if opts["ident"]:
+            lines.append(b"Server: " + opts["ident"].encode("latin-1"))
+        response.status = "101 Switching Protocols"
+        response.headers_sent = True
+        response.has_body = False
+        response.keep_alive = False
+        unread, conn.buf = conn.buf, b""
+        ws = WebSocket(self._server, conn, Connection(ConnectionType.SERVER, extensions),
+                       subprotocol, bool(extensions),
+                       max_message if max_message is not None else opts["websocket_max_message"])
+        ws._raw = unread
+        response.switched = ws
+        yield from conn.send(b"\r\n".join(lines) + b"\r\n\r\n")
+        return ws
+
+    def serve(self, handler: Callable[[WebSocket], Any], subprotocol: str | None = None,
+              **accept_options: Any) -> Iterator[Any]:
+        """A WSGI response that upgrades and runs ``handler(ws)`` as a coroutine.
+
+        ``handler`` is a ``@coroutine`` generator function or an ``async
+        def`` taking the :class:`WebSocket`; the connection is closed (with
+        1000, or 1011 if the handler failed) when it returns. A request that
+        cannot be upgraded gets the :class:`HandshakeError`'s status.
+        Return it from the application: ``return ws_upgrade.serve(chat)``.
+        """
+        yield Coroutine(self._serve, handler, subprotocol, accept_options)
+
+    def _serve(self, handler: Callable[[WebSocket], Any], subprotocol: str | None,
+               accept_options: dict[str, Any]) -> Generator[Any, Any, None]:
+        try:
+            ws = yield self.accept(subprotocol, **accept_options)
+        except HandshakeError as exc:
+            log.debug("WebSocket handshake refused: %s", exc)
+            response = self._response
+            response.headers_sent = True
+            response.keep_alive = False
+            response.status = f"{exc.status} Bad Request"
+            extra = "Sec-WebSocket-Version: 13\r\n" if exc.status == 426 else ""
+            data = _http.simple_response(exc.status, "Upgrade Required" if exc.status == 426
+                                         else "Bad Request", f"{exc}\n",
+                                         server=self._server.options["ident"])
+            if extra:
+                data = data.replace(b"\r\n", b"\r\n" + extra.encode(), 1)
+            yield from self._conn.send(data)
+            return
+        try:
+            if getattr(handler, "is_cogen_coroutine", False):
+                yield handler(ws)
+            else:  # a generator function or an async def
+                yield Coroutine(handler, ws)
+        except ConnectionClosed:
+            pass
+
+
+#: ``environ['cogen'].websocket`` of a request that asks for no upgrade.
+NOT_REQUESTED = WebSocketUpgrade()
+
+
+class WebSocket:
+    """One accepted WebSocket connection.
+
+    Attributes:
+        subprotocol: the agreed subprotocol, or None.
+        compressed: per-message deflate was agreed.
+        closed: no more messages can be sent or received.
+        close_code, close_reason: how it closed (None until then).
+
+    Every method returns an operation (a coroutine): yield it through the
+    gate, or from a coroutine, or ``await`` it.
+    """
+
+    def __init__(self, server: Any, conn: Any, proto: Connection, subprotocol: str | None,
+                 compressed: bool, max_message: int | None) -> None:
+        self._server = server
+        self._conn = conn
+        self._proto = proto
+        self.subprotocol = subprotocol
+        self.compressed = compressed
+        self.max_message = max_message
+        self.closed = False
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        opts = server.options
+        self._ping_interval: float | None = opts["websocket_ping_interval"] or None
+        self._ping_timeout: float | None = opts["websocket_ping_timeout"] or None
+        self._close_timeout: float = opts["websocket_close_timeout"] or 0.0
+        self._send_timeout: float | None = conn.send_timeout
+        sock = conn.sock
+        self._rwait = WaitIO(conn.fd, sock)
+        self._wwait = WaitIO(conn.fd, sock)
+        self._raw = b""
+        self._parts: list[Any] = []
+        self._size = 0
+        self._receiving = False
+        self._sending = False
+        self._send_queue: deque[Coroutine] = deque()
+        self._last_seen = _monotonic()
+        self._ping_sent: float | None = None
+        server._websockets.add(self)
+
+    # -- the application's operations ------------------------------------------------
+    def receive(self, timeout: float | None = None) -> Coroutine:
+        """The next message: ``str`` for text, ``bytes`` for binary.
+
+        ``timeout`` bounds the wait (``OperationTimeout``; the WebSocket stays
+        open). Raises :class:`ConnectionClosed` (with the code) when the peer
+        closes, the connection is lost or a limit is broken; ``RuntimeError``
+        if another coroutine is receiving on it.
+        """
+        return Coroutine(self._receive, timeout)
+
+    def send(self, data: str | bytes, timeout: float | None = None) -> Coroutine:
+        """Send one message: text for ``str``, binary for bytes-like.
+
+        Waits while the client does not read, at most ``timeout`` seconds
+        (default: the server's ``send_timeout``). Raises
+        :class:`ConnectionClosed` once closed, ``TypeError`` for other data.
+        """
+        return Coroutine(self._send_message, data, timeout)
+
+    def ping(self, payload: bytes = b"") -> Coroutine:
+        """Send a ping (the client's pong is handled by :meth:`receive`)."""
+        return Coroutine(self._send_event, "ping", payload, None)
+
+    def close(self, code: int = NORMAL, reason: str = "") -> Coroutine:
+        """Start the close handshake and wait (bounded) for the peer's close.
+
+        Result: None. The TCP connection is closed when the response ends.
+        """
+        return Coroutine(self._close, code, reason)
+
+    # -- receiving --------------------------------------------------------------------
+    def _receive(self, timeout: float | None) -> Generator[Any, Any, Any]:
+        if self._receiving:
+            raise RuntimeError("another coroutine is already receiving on this WebSocket")
+        self._receiving = True
+        try:
+            deadline = None if timeout is None else _monotonic() + timeout
+            while True:
+                message = yield from self._next_message()
+                if message is not None:
+                    return message
+                yield from self._fill(deadline)
+        finally:
+            self._receiving = False
+
+    def _next_message(self) -> Generator[Any, Any, Any]:
+        """Handle the events parsed so far; a whole message, or None for more bytes."""
+        if self.closed:
+            raise ConnectionClosed(self.close_code or ABNORMAL, self.close_reason or "")
+        from wsproto.connection import ConnectionState
+        from wsproto.events import CloseConnection, Message, Ping
+        proto = self._proto
+        for event in proto.events():
+            if isinstance(event, Message):
+                data = event.data
+                self._size += len(data) if isinstance(data, (bytes, bytearray)) else len(data.encode())
+                if self.max_message is not None and self._size > self.max_message:
+                    yield from self._fail(TOO_BIG, f"message over {self.max_message} bytes")
+                self._parts.append(data)
+                if event.message_finished:
+                    parts, self._parts, self._size = self._parts, [], 0
+                    if isinstance(data, str):
+                        return "".join(parts)
+                    return b"".join(parts)
+            elif isinstance(event, Ping):
+                yield from self._write(proto.send(event.response()), None)
+            elif isinstance(event, CloseConnection):
+                if proto.state is ConnectionState.REMOTE_CLOSING:
+                    # the peer closed: answer with the same code (RFC 6455 §5.5.1)
+                    reply = event.response()
+                    self._mark_closed(event.code, event.reason or "")
+                    yield from self._write(proto.send(reply), None, ignore_errors=True)
+                    raise ConnectionClosed(event.code, event.reason or "")
+                if proto.state is ConnectionState.CLOSED:  # the answer to our close
+                    self._mark_closed(self.close_code or event.code, self.close_reason or "")
+                    raise ConnectionClosed(self.close_code or event.code, self.close_reason or "")
+                # a protocol error found by the parser (1002, 1007, ...)
+                yield from self._fail(event.code, event.reason or "")
+        return None
+
+    def _fill(self, deadline: float | None) -> Generator[Any, Any, None]:
+        """Give the parser more bytes: a slice of what was read, else read the socket."""
+        if not self._raw:
+            self._raw = yield from self._recv(deadline)
+        raw = self._raw
+        if self.compressed and len(raw) > _INFLATE_SLICE:
+            self._raw = raw[_INFLATE_SLICE:]
+            raw = raw[:_INFLATE_SLICE]
+        else:
+            self._raw = b""
+        self._proto.receive_data(raw)
+
+    def _recv(self, deadline: float | None) -> Generator[Any, Any, bytes]:
+        sock = self._conn.sock
+        while True:
+            try:
+                data: bytes = sock.recv(65536)
+            except WOULD_BLOCK:
+                yield from self._wait_readable(deadline)
+                continue
+            except ssl.SSLWantWriteError:
+                yield self._rwait.wait(True, self._send_timeout)
+                continue
+            except OSError as exc:
+                self._mark_closed(ABNORMAL, f"the connection was lost: {exc}")
+                raise ConnectionClosed(ABNORMAL, f"the connection was lost: {exc}") from exc
+            if not data:
+                self._mark_closed(ABNORMAL, "the client went away without a close frame")
+                raise ConnectionClosed(ABNORMAL, "the client went away without a close frame")
+            self._last_seen = _monotonic()
+            self._ping_sent = None
+            return data
+
+    def _wait_readable(self, deadline: float | None) -> Generator[Any, Any, None]:
+        """Wait for data, pinging an idle client; OperationTimeout at ``deadline``."""
+        now = _monotonic()
+        waits = []
+        if deadline is not None:
+            waits.append(deadline - now)
+        if self._ping_sent is not None and self._ping_timeout is not None:
+            waits.append(self._ping_sent + self._ping_timeout - now)
+        elif self._ping_sent is None and self._ping_interval is not None:
+            waits.append(self._last_seen + self._ping_interval - now)
+        wait = max(0.0, min(waits)) if waits else None
+        try:
+            yield self._rwait.wait(False, wait)
+            return
+        except OperationTimeout:
+            now = _monotonic()
+            if deadline is not None and now >= deadline:
+                raise
+        if self._ping_sent is not None:
+            if self._ping_timeout is not None and now >= self._ping_sent + self._ping_timeout:
+                log.debug("WebSocket client did not answer a ping in %ss", self._ping_timeout)
+                self._mark_closed(ABNORMAL, "no answer to a ping")
+                self._conn_shutdown()
+                raise ConnectionClosed(ABNORMAL, "no answer to a ping")
+        elif self._ping_interval is not None and now >= self._last_seen + self._ping_interval:
+            self._ping_sent = now
+            yield from self._send_event("ping", b"cogen", None)
+
+    # -- sending ----------------------------------------------------------------------
+    def _send_message(self, data: Any, timeout: float | None) -> Generator[Any, Any, None]:
+        from wsproto.events import BytesMessage, TextMessage
+        if isinstance(data, str):
+            event: Any = TextMessage(data=data)
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            event = BytesMessage(data=bytes(data))
+        else:
+            raise TypeError(f"a WebSocket message is str or bytes, not {type(data).__name__}")
+        yield from self._send_event(event, None, timeout)
+
+    def _send_event(self, event: Any, payload: bytes | None,
+                    timeout: float | None) -> Generator[Any, Any, None]:
+        from wsproto.connection import ConnectionState
+        from wsproto.events import Ping
+        if event == "ping":
+            event = Ping(payload=payload or b"")
+        if self.closed or self._proto.state is not ConnectionState.OPEN:
+            raise ConnectionClosed(self.close_code or ABNORMAL, self.close_reason or "closing")
+        yield from self._write(self._proto.send(event), timeout)
+
+    def _write(self, data: bytes, timeout: float | None,
+               ignore_errors: bool = False) -> Generator[Any, Any, None]:
+        """Send frames, one writer at a time, waiting while the client does not read."""
+        while self._sending:
+            me = _coroutines.current
+            assert me is not None
+            self._send_queue.append(me)
+            yield PARKED
+        self._sending = True
+        try:
+            yield from send_all(self._conn.sock, self._wwait, data,
+                                timeout if timeout is not None else self._send_timeout)
+        except ClientDisconnected as exc:
+            self._mark_closed(ABNORMAL, str(exc))
+            if not ignore_errors:
+                raise ConnectionClosed(ABNORMAL, str(exc)) from exc
+        finally:
+            self._sending = False
+            queue = self._send_queue
+            while queue:
+                waiting = queue.popleft()
+                if waiting.running:
+                    self._server.sched.resume(waiting, None)
+                    break
+
+    # -- closing ----------------------------------------------------------------------
+    def _close(self, code: int, reason: str) -> Generator[Any, Any, None]:
+        from wsproto.connection import ConnectionState
+        from wsproto.events import CloseConnection
+        if self._proto.state is ConnectionState.OPEN:
+            self.close_code, self.close_reason = code, reason
+            yield from self._write(self._proto.send(CloseConnection(code=code, reason=reason)), None,
+                                   ignore_errors=True)
+        yield from self._await_close()
+
+    def _await_close(self) -> Generator[Any, Any, None]:
+        """Read (and drop) messages until the peer's close frame, at most close_timeout."""
+        if self.closed or self._receiving:
+            return
+        deadline = _monotonic() + self._close_timeout
+        self._ping_interval = None
+        try:
+            while not self.closed:
+                yield from self._receive(max(0.0, deadline - _monotonic()))
+        except (ConnectionClosed, OperationTimeout):
+            pass
+        if not self.closed:
+            self._mark_closed(self.close_code or ABNORMAL, self.close_reason or "")
+
+    def _fail(self, code: int, reason: str) -> Generator[Any, Any, None]:
+        """Close with ``code`` after a limit or protocol error; raises ConnectionClosed."""
+        from wsproto.connection import ConnectionState
+        from wsproto.events import CloseConnection
+        log.debug("closing a WebSocket with %s: %s", code, reason)
+        if self._proto.state is ConnectionState.OPEN:
+            self.close_code, self.close_reason = code, reason
+            yield from self._write(self._proto.send(CloseConnection(code=code, reason=reason[:120])),
+                                   None, ignore_errors=True)
+        self._mark_closed(code, reason)
+        self._conn_shutdown()
+        raise ConnectionClosed(code, reason)
+
+    def _mark_closed(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_code, self.close_reason = code, reason
+            self._server._websockets.discard(self)
+
+    def _conn_shutdown(self) -> None:
+        import socket
+        try:
+            self._conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _finish(self, failed: bool) -> Generator[Any, Any, None]:
+        """After the application's response: close cleanly (1000, 1011 if it failed)."""
+        if not self.closed:
+            try:
+                yield from self._close(INTERNAL_ERROR if failed else NORMAL, "")
+            except (ConnectionClosed, OperationTimeout, ClientDisconnected):
+                pass
+            self._mark_closed(self.close_code or ABNORMAL, self.close_reason or "")
+
+    def _going_away(self) -> Generator[Any, Any, None]:
+        """The server stops: tell the client (1001); the receiver sees its answer."""
+        from wsproto.connection import ConnectionState
+        from wsproto.events import CloseConnection
+        if self.closed or self._proto.state is not ConnectionState.OPEN:
+            return
+        self.close_code, self.close_reason = GOING_AWAY, "the server is stopping"
+        try:
+            yield from self._write(self._proto.send(CloseConnection(code=GOING_AWAY,
+                                                                    reason="the server is stopping")),
+                                   None, ignore_errors=True)
+        except (OperationTimeout, ConnectionClosed):
+            pass
+
+    def __repr__(self) -> str:
+        state = f"closed {self.close_code}" if self.closed else "open"
+        return f"<WebSocket {state} subprotocol={self.subprotocol!r}>"
