@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         kwargs: dict[str, Any] = {"dest": opt.name, "metavar": opt.metavar,
                                   "help": f"{opt.help} (default: {shown})".replace("%", "%%"),
                                   "default": argparse.SUPPRESS}
-        if opt.name == "trusted_proxy":
+        if opt.name in ("trusted_proxy", "trusted_proxy_headers"):
             kwargs["action"] = "append"
         group.add_argument(opt.cli, **kwargs)
     return parser

@@ -11,14 +11,18 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from cogen.web._environ import check_proxy_headers
+
 __all__ = [
     "ALIASES",
     "OPTIONS",
     "OPTIONS_BY_NAME",
     "Option",
+    "as_auto_bool",
     "as_bool",
     "as_int",
     "as_list",
+    "as_proxy_headers",
     "as_seconds",
     "as_size",
     "resolve_options",
@@ -96,8 +100,9 @@ def as_list(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
-        return [v for v in value.replace(",", " ").split() if v]
-    return [str(v) for v in value]
+        value = [value]
+    # each item may itself be a list (a repeated CLI flag given "a,b")
+    return [v for item in value for v in str(item).replace(",", " ").split()]
 
 
 def as_str(value: Any) -> str | None:
@@ -106,6 +111,18 @@ def as_str(value: Any) -> str | None:
         return None
     text = str(value)
     return None if text.strip().lower() in ("", "none") else text
+
+
+def as_proxy_headers(value: Any) -> list[str]:
+    """Proxy header names (a list or a comma/space separated string), checked."""
+    return list(check_proxy_headers(as_list(value)))
+
+
+def as_auto_bool(value: Any) -> bool | None:
+    """A boolean, or None for ``auto`` (and None): the server decides."""
+    if value is None or isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    return as_bool(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +180,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("trusted_proxy", as_list, [],
            "addresses of proxies whose X-Forwarded-*/Forwarded headers are trusted ('*' for any); "
            "repeatable", "--trusted-proxy", "ADDR"),
+    Option("trusted_proxy_headers", as_proxy_headers, ["x-forwarded-for", "x-forwarded-host",
+                                              "x-forwarded-proto"],
+           "the headers a trusted proxy sets, which it overwrites whatever the client sent "
+           "(x-forwarded-for, x-forwarded-host, x-forwarded-proto, x-forwarded-port, or "
+           "forwarded alone); the others are ignored", "--trusted-proxy-headers", "NAMES"),
+    Option("clear_untrusted_proxy_headers", as_auto_bool, None,
+           "delete the proxy headers that are not trusted (all of them from a peer that is not "
+           "a trusted proxy) before the app sees them; 'auto': when trusted_proxy is set",
+           "--clear-untrusted-proxy-headers", "yes|no|auto"),
     Option("server_name", as_str, None, "SERVER_NAME when the request has no Host",
            "--server-name", "NAME"),
     Option("ident", as_str, "cogen", "the Server response header, 'none' to leave it out",
@@ -188,7 +214,7 @@ OPTIONS: tuple[Option, ...] = (
            "--keyfile", "PATH", "tls"),
     Option("ssl_context", lambda v: v, None, "an ssl.SSLContext to serve https with", None, None,
            "tls"),
-    Option("cogen_key", lambda v: None if v is None or str(v).lower() == "auto" else as_bool(v),
+    Option("cogen_key", as_auto_bool,
            None,
            "also give the gate as environ['cogen'] (besides 'cogen.wsgi'); 'auto' leaves it out "
            "for apps wrapped in wsgiref.validate, which allows only str under undotted keys",

@@ -232,7 +232,8 @@ class WSGIServer:
         # what can fail on a bad option comes before binding, so that an
         # error leaves no listening socket behind
         self.ssl_context = self._ssl_context(opts)
-        self.proxies = ProxyRules(opts["trusted_proxy"])
+        self.proxies = ProxyRules(opts["trusted_proxy"], opts["trusted_proxy_headers"],
+                                  opts["clear_untrusted_proxy_headers"])
         self.socket = self._listen(bind_addr, opts)
         self.socket.setblocking(False)
         self.address = self.socket.getsockname()
@@ -634,7 +635,7 @@ class WSGIServer:
             environ[key] = value
         if head.host is not None:
             environ["HTTP_HOST"] = head.host
-        if self.proxies:
+        if self.proxies.is_active:
             self.proxies.apply(environ)
 
         # -- the body --

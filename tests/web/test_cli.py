@@ -192,6 +192,10 @@ BAD_INPUTS = {
                             "cannot load the TLS certificate '/nonexistent/cert.pem'"),
     "keyfile alone": (["app:application", "--keyfile", "key.pem"], "--keyfile"),
     "bad proxy": (["app:application", "--trusted-proxy", "not-an-ip"], "not-an-ip"),
+    "bad proxy header": (["app:application", "--trusted-proxy-headers", "x-real-ip"],
+                         "--trusted-proxy-headers: unknown proxy header 'x-real-ip'"),
+    "bad clear flag": (["app:application", "--clear-untrusted-proxy-headers", "maybe"],
+                       "--clear-untrusted-proxy-headers"),
     "bad log level": (["app:application", "--log-level", "loud"], "--log-level"),
 }
 
