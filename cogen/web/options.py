@@ -20,8 +20,10 @@ __all__ = [
     "Option",
     "as_auto_bool",
     "as_bool",
+    "as_group",
     "as_int",
     "as_list",
+    "as_mode",
     "as_proxy_headers",
     "as_seconds",
     "as_size",
@@ -118,6 +120,46 @@ def as_proxy_headers(value: Any) -> list[str]:
     return list(check_proxy_headers(as_list(value)))
 
 
+def as_mode(value: Any) -> int | None:
+    """File permission bits: an octal string (``660``, ``0o660``) or an int; ``none`` for None."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        text = str(value).strip().lower()
+        if text in ("", "none"):
+            return None
+        try:
+            number = int(text.removeprefix("0o"), 8)
+        except ValueError:
+            raise ValueError(f"expected octal permission bits such as 660, got {value!r}") from None
+    if not 0 <= number <= 0o7777:
+        raise ValueError(f"expected octal permission bits such as 660, got {value!r}")
+    return number
+
+
+def as_group(value: Any) -> int | None:
+    """A group, by name or number, as its id; ``none`` for None. Raises ValueError if unknown."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return as_int(value)
+    text = str(value).strip()
+    if text.lower() in ("", "none"):
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        import grp
+    except ImportError:  # not on POSIX
+        raise ValueError(f"cannot look up group {value!r} on this platform") from None
+    try:
+        return grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise ValueError(f"no such group {value!r}") from None
+
+
 def as_auto_bool(value: Any) -> bool | None:
     """A boolean, or None for ``auto`` (and None): the server decides."""
     if value is None or isinstance(value, str) and value.strip().lower() == "auto":
@@ -174,6 +216,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_connections", as_int, 0,
            "most simultaneous connections, 0 for no limit (beyond it, accepting pauses)",
            "--max-connections", "N", "limits"),
+    Option("unix_socket_mode", as_mode, None,
+           "permission bits of a unix: socket (octal, e.g. 660 so that the group's nginx can "
+           "connect); none: what the process umask gives", "--unix-socket-mode", "MODE"),
+    Option("unix_socket_group", as_group, None,
+           "group (name or id) of a unix: socket; none: the process's group",
+           "--unix-socket-group", "GROUP"),
     Option("url_prefix", as_str, None,
            "mount the app under this path: it becomes SCRIPT_NAME; other paths get 404",
            "--url-prefix", "PATH"),
@@ -234,6 +282,7 @@ ALIASES: dict[str, str] = {
     "url_scheme_trusted_proxy": "trusted_proxy",
     "max_request_body_size": "max_body",
     "max_request_header_size": "max_header_bytes",
+    "unix_socket_perms": "unix_socket_mode",
 }
 
 

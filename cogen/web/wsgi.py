@@ -109,6 +109,21 @@ class FileWrapper:
 
 
 
+def _set_socket_owner(path: Any, mode: int | None, group: int | None) -> None:
+    """Give a bound Unix socket file its mode and group.
+
+    Done between bind() and listen(): until listen() nobody can connect, so
+    no client slips in under the umask's looser (or tighter) bits. A name in
+    Linux's abstract namespace (a leading NUL) has no file to change.
+    """
+    if not isinstance(path, str) or path.startswith("\0"):
+        return
+    if group is not None:
+        os.chown(path, -1, group)
+    if mode is not None:
+        os.chmod(path, mode)
+
+
 def parse_bind(bind: Any) -> tuple[int, Any]:
     """Turn a bind address into ``(family, sockaddr)``.
 
@@ -282,6 +297,8 @@ class WSGIServer:
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(addr)
+            if family == socket.AF_UNIX:
+                _set_socket_owner(addr, opts.get("unix_socket_mode"), opts.get("unix_socket_group"))
             sock.listen(opts["backlog"])
         except BaseException:
             sock.close()

@@ -110,6 +110,41 @@ def test_unix_socket_bind(server: StartServer, tmp_path: Path) -> None:
     assert not Path(path).exists()
 
 
+def _another_group() -> Any:
+    """A group this process may give a file to, other than its own: (name, gid)."""
+    import grp
+    if os.geteuid() == 0:
+        candidates = [g.gr_gid for g in grp.getgrall()]
+    else:
+        candidates = os.getgroups()
+    others = [gid for gid in candidates if gid != os.getegid()]
+    if not others:
+        pytest.skip("this user belongs to no second group to give the socket to")
+    return grp.getgrgid(others[0]).gr_name, others[0]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_unix_socket_mode_and_group(server: StartServer, tmp_path: Path, workers: str) -> None:
+    """nginx running as another user connects through the group: the socket gets 660 and it."""
+    name, gid = _another_group()
+    path = str(tmp_path / "web.sock")
+    proc = server("app:application", "--bind", f"unix:{path}", "--workers", workers,
+                  "--unix-socket-mode", "660", "--unix-socket-group", name)
+    proc.wait_for(f"listening on unix:{path}")
+    info = os.stat(path)
+    assert oct(info.st_mode & 0o7777) == oct(0o660)
+    assert info.st_gid == gid
+    assert get_unix(path)[0] == 200
+
+
+def test_unix_socket_mode_defaults_to_the_umask(server: StartServer, tmp_path: Path) -> None:
+    path = str(tmp_path / "web.sock")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    server("app:application", "--bind", f"unix:{path}").wait_for(f"listening on unix:{path}")
+    assert os.stat(path).st_mode & 0o777 == 0o777 & ~umask
+
+
 def test_sigterm_lets_a_slow_request_finish(server: StartServer) -> None:
     proc = server("app:application", "--port", "0")
     port = proc.port()
@@ -196,6 +231,10 @@ BAD_INPUTS = {
                          "--trusted-proxy-headers: unknown proxy header 'x-real-ip'"),
     "bad clear flag": (["app:application", "--clear-untrusted-proxy-headers", "maybe"],
                        "--clear-untrusted-proxy-headers"),
+    "bad socket mode": (["app:application", "--unix-socket-mode", "rw-rw----"],
+                        "argument --unix-socket-mode: expected octal permission bits"),
+    "unknown group": (["app:application", "--unix-socket-group", "no-such-group-x"],
+                      "no such group 'no-such-group-x'"),
     "bad log level": (["app:application", "--log-level", "loud"], "--log-level"),
 }
 
