@@ -79,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", type=str.lower,
                         choices=["debug", "info", "warning", "error", "critical"],
                         help="level of the server's log on stderr")
-    # Off by default, as in gunicorn and waitress: a log line per request
-    # costs more than the rest of a small request's handling.
+    # Off by default (the option's default, so under PasteDeploy too), as in
+    # gunicorn: a log line per request costs more than the rest of a small
+    # request's handling.
     parser.add_argument("--access-log", dest="access_log", action="store_true", default=False,
                         help="log every request on stderr (combined log format)")
     parser.add_argument("--no-access-log", dest="access_log", action="store_false",

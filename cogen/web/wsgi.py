@@ -770,6 +770,7 @@ class WSGIServer:
                 "U": head.path,
                 "q": head.query,
                 "H": environ["SERVER_PROTOCOL"],
+                "p": _PID[0],
             }
             try:
                 line = fmt % values
@@ -779,6 +780,10 @@ class WSGIServer:
 
 
 _DEFAULT_ACCESS_FORMAT = OPTIONS_BY_NAME["access_log_format"].default
+#: the access log's %(p)s; refreshed in a forked worker (os.register_at_fork)
+_PID = [str(os.getpid())]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, str(os.getpid())))
 _log_time_cache: list[Any] = [0, ""]
 
 

@@ -76,6 +76,25 @@ def test_log_lines_carry_the_pid(server: StartServer) -> None:
     assert f"[{proc.pid}]" in proc.wait_for("listening on").string
 
 
+def test_access_log_is_off_by_default(server: StartServer) -> None:
+    proc = server("app:application", "--port", "0")
+    assert get(proc.port())[0] == 200
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    assert not [line for line in proc.lines if '"GET / HTTP/1.1"' in line], proc.lines
+
+
+def test_access_log_lines_can_carry_the_worker_pid(server: StartServer) -> None:
+    proc = server("app:application", "--port", "0", "--workers", "2", "--access-log",
+                  "--access-log-format", '%(p)s "%(r)s" %(s)s')
+    port = proc.port()
+    assert get(port)[0] == 200
+    line = proc.wait_for(r'^(\d+) "GET / HTTP/1.1" 200$')
+    worker = int(line.group(1))
+    assert worker != proc.pid  # the worker's, not the master's
+    os.kill(worker, 0)  # a live process
+
+
 def test_bare_module_uses_the_application_attribute(server: StartServer) -> None:
     proc = server("app", "--port", "0")
     assert get(proc.port())[0] == 200

@@ -112,6 +112,8 @@ def test_example_ini_is_loaded_served_and_requested(cogen_dist: Path, tmp_path: 
     served = Served(server, app)
     try:
         assert get(served.port) == (200, b"Hello, world!\n")
+        # off by default, as under cogen-web
+        assert [srv.access_log_enabled for srv in server.servers] == [False]
     finally:
         served.stop()
 
