@@ -35,7 +35,7 @@ def echo_server() -> Iterator[int]:
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
-        match = re.fullmatch(r"Listening on \('0\.0\.0\.0', (\d+)\)\n", first)
+        match = re.fullmatch(r"Listening on \('127\.0\.0\.1', (\d+)\)\n", first)
         if match is None:
             proc.kill()
             raise AssertionError(f"echoserver said {first!r}; stderr: {proc.communicate()[1]!r}")
