@@ -156,6 +156,25 @@ def test_unix_socket_mode_and_group(server: StartServer, tmp_path: Path, workers
     assert get_unix(path)[0] == 200
 
 
+def test_trusted_proxy_headers_flag(server: StartServer, app_dir: Path) -> None:
+    (app_dir / "who.py").write_text(
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [environ['REMOTE_ADDR'].encode(), b' ',\n"
+        "            environ.get('HTTP_X_FORWARDED_FOR', '-').encode()]\n")
+    proc = server("who:application", "--port", "0", "--trusted-proxy", "127.0.0.1",
+                  "--trusted-proxy-headers", "forwarded")
+    conn = http.client.HTTPConnection("127.0.0.1", proc.port(), timeout=WAIT)
+    try:
+        conn.request("GET", "/", headers={"Forwarded": "for=192.0.2.1",
+                                          "X-Forwarded-For": "198.51.100.1"})
+        resp = conn.getresponse()
+        # Forwarded is trusted, X-Forwarded-For ignored and cleared
+        assert (resp.status, resp.read()) == (200, b"192.0.2.1 -")
+    finally:
+        conn.close()
+
+
 def test_unix_socket_mode_defaults_to_the_umask(server: StartServer, tmp_path: Path) -> None:
     path = str(tmp_path / "web.sock")
     umask = os.umask(0o022)

@@ -172,6 +172,8 @@ def test_filters_and_app_factory(cogen_dist: Path, tmp_path: Path, entry: str) -
     ("bind", "0.0.0.0:abc", "option 'bind'"),
     ("graceful_timeout", "soon", "option 'graceful_timeout'"),
     ("frobnicate", "1", "unknown server option 'frobnicate'"),
+    ("trusted_proxy_headers", "x-real-ip", "unknown proxy header 'x-real-ip'"),
+    ("unix_socket_perms", "rw", "option 'unix_socket_perms'"),
 ])
 def test_bad_ini_value_is_a_clear_error(cogen_dist: Path, tmp_path: Path, key: str, value: str,
                                         message: str) -> None:
@@ -183,10 +185,16 @@ def test_bad_ini_value_is_a_clear_error(cogen_dist: Path, tmp_path: Path, key: s
 
 def test_server_factory_converts_strings() -> None:
     server = server_factory({}, host="::1", port="0", threads="4", trusted_proxy="10.0.0.1 10.0.0.2",
-                            access_log="off", max_header_bytes="32k")
+                            access_log="off", max_header_bytes="32k",
+                            trusted_proxy_headers="X-Forwarded-For x-forwarded-proto",
+                            clear_untrusted_proxy_headers="no", unix_socket_mode="0o600",
+                            unix_socket_group="0")
     assert server.binds == ["[::1]:0"]
     assert server.options == {"threads": 4, "trusted_proxy": ["10.0.0.1", "10.0.0.2"],
-                              "access_log": False, "max_header_bytes": 32 * 1024}
+                              "access_log": False, "max_header_bytes": 32 * 1024,
+                              "trusted_proxy_headers": ["x-forwarded-for", "x-forwarded-proto"],
+                              "clear_untrusted_proxy_headers": False, "unix_socket_mode": 0o600,
+                              "unix_socket_group": 0}
 
 
 def test_bind_replaces_host_and_port(tmp_path: Path) -> None:
