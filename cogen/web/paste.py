@@ -1,8 +1,8 @@
 """PasteDeploy entry points: the server, an app loader, and the middleware filters.
 
 An ini file serves an app with cogen like this (``egg:cogen#...`` needs cogen
-installed with PasteDeploy: ``pip install 'cogen[paste]'``, or ``pip install -e
-'.[paste]'`` from a checkout)::
+installed with PasteDeploy, the ``paste`` extra: ``pip install -e '.[paste]'``
+from a checkout)::
 
     [server:main]
     use = egg:cogen#http
@@ -281,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from paste.deploy import loadapp, loadserver  # type: ignore[import-untyped]
     except ImportError:
-        print("cogen paste: error: PasteDeploy is not installed: pip install 'cogen[paste]' "
+        print("cogen paste: error: PasteDeploy is not installed: install cogen's paste extra "
               "(from a checkout: pip install -e '.[paste]')", file=sys.stderr)
         return 2
 

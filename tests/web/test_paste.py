@@ -316,4 +316,4 @@ def test_python_m_cogen_web_paste_without_pastedeploy_is_one_line(
     monkeypatch.setitem(sys.modules, "paste.deploy", None)  # import paste.deploy fails
     assert paste.main([str(EXAMPLE)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "pip install 'cogen[paste]'" in err
+    assert "\n" not in err and "pip install -e '.[paste]'" in err
