@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         group = groups.get(opt.group)
         if group is None:
             group = groups[opt.group] = parser.add_argument_group(f"{opt.group} options")
-        shown = "none" if opt.default in (None, []) else opt.default
+        shown = opt.shown or ("none" if opt.default in (None, []) else opt.default)
         kwargs: dict[str, Any] = {"dest": opt.name, "metavar": opt.metavar,
                                   "help": f"{opt.help} (default: {shown})".replace("%", "%%"),
                                   "default": argparse.SUPPRESS}

@@ -172,7 +172,8 @@ class Option:
     """One server option.
 
     ``cli`` is the long flag (None: not on the command line); ``metavar`` its
-    argument name; ``group`` orders the help output.
+    argument name; ``group`` orders the help output; ``shown``, if set, is
+    how the help and the docs spell the default.
     """
 
     name: str
@@ -182,6 +183,7 @@ class Option:
     cli: str | None = None
     metavar: str | None = None
     group: str = "server"
+    shown: str | None = None
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -232,11 +234,12 @@ OPTIONS: tuple[Option, ...] = (
                                               "x-forwarded-proto"],
            "the headers a trusted proxy sets, which it overwrites whatever the client sent "
            "(x-forwarded-for, x-forwarded-host, x-forwarded-proto, x-forwarded-port, or "
-           "forwarded alone); the others are ignored", "--trusted-proxy-headers", "NAMES"),
+           "forwarded alone); the others are ignored", "--trusted-proxy-headers", "NAMES",
+           shown="x-forwarded-for,x-forwarded-host,x-forwarded-proto"),
     Option("clear_untrusted_proxy_headers", as_auto_bool, None,
            "delete the proxy headers that are not trusted (all of them from a peer that is not "
            "a trusted proxy) before the app sees them; 'auto': when trusted_proxy is set",
-           "--clear-untrusted-proxy-headers", "yes|no|auto"),
+           "--clear-untrusted-proxy-headers", "yes|no|auto", shown="auto"),
     Option("server_name", as_str, None, "SERVER_NAME when the request has no Host",
            "--server-name", "NAME"),
     Option("ident", as_str, "cogen", "the Server response header, 'none' to leave it out",
@@ -267,7 +270,7 @@ OPTIONS: tuple[Option, ...] = (
            None,
            "also give the gate as environ['cogen'] (besides 'cogen.wsgi'); 'auto' leaves it out "
            "for apps wrapped in wsgiref.validate, which allows only str under undotted keys",
-           None, None, "compat"),
+           None, None, "compat", shown="auto"),
     Option("reuse_port", as_bool, False, "set SO_REUSEPORT on the listening socket",
            None, None),
 )
