@@ -2,7 +2,7 @@
 
 Start the server, then::
 
-    python examples/echoclient.py [HOST [PORT [LINE ...]]]
+    .venv/bin/python examples/echoclient.py [HOST [PORT [LINE ...]]]
 
 It connects (default ``localhost 1200``), prints the welcome line, sends each
 LINE (default: three sample lines) and prints its echo, then sends ``exit``

@@ -1,24 +1,28 @@
 """The echo server of the README ("A taste of the core").
 
-Run it from a checkout (after ``pip install -e .``)::
+Run it from a checkout, with the venv of the README's quick start::
 
-    python examples/echoserver.py          # listens on 0.0.0.0:1200
-    python examples/echoserver.py 0        # or another port; 0 picks a free one
+    .venv/bin/python examples/echoserver.py      # listens on 127.0.0.1:1200
+    .venv/bin/python examples/echoserver.py 0    # or another port; 0 picks a free one
+    .venv/bin/python examples/echoserver.py 1200 --all-interfaces   # 0.0.0.0:1200
 
-then try it with ``nc localhost 1200`` (type lines; ``exit`` says good bye
-and closes the connection), or with ``python examples/echoclient.py``.
+then try it with ``nc 127.0.0.1 1200`` (type lines; ``exit`` says good bye
+and closes the connection), or with ``.venv/bin/python examples/echoclient.py``.
 """
 import sys
 
 from cogen.common import *
 
-port = int(sys.argv[1]) if sys.argv[1:] else 1200
+# [PORT] [--all-interfaces]: 127.0.0.1 only, unless asked for every interface
+args = [arg for arg in sys.argv[1:] if arg != '--all-interfaces']
+host = '0.0.0.0' if '--all-interfaces' in sys.argv[1:] else '127.0.0.1'
+port = int(args[0]) if args else 1200
 
 @coroutine
 def server():
     srv = sockets.Socket()
     srv.setsockopt(sockets.SOL_SOCKET, sockets.SO_REUSEADDR, 1)
-    addr = ('0.0.0.0', port)
+    addr = (host, port)
     srv.bind(addr)
     srv.listen(64)
     print("Listening on", srv.getsockname())

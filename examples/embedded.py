@@ -1,8 +1,8 @@
 """One scheduler runs a WSGI server *and* the program's own coroutines.
 
-Run it from the repository root (after ``pip install -e .``)::
+Run it from the repository root in the venv of the README's quick start::
 
-    python examples/embedded.py --port 8080
+    .venv/bin/python examples/embedded.py --port 8080
 
 then ``curl http://127.0.0.1:8080/tick`` waits for the next tick of the
 program's clock and prints it; ``curl http://127.0.0.1:8080/`` answers at

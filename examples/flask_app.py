@@ -1,8 +1,9 @@
 """A normal, blocking Flask app served by cogen with a thread pool.
 
-Run it from the repository root (after ``pip install -e . flask``)::
+Run it from the repository root, in the venv of the README's quick start
+(after ``.venv/bin/pip install -e . flask``)::
 
-    cogen-web examples.flask_app:app --threads 4 --port 8080
+    .venv/bin/cogen-web examples.flask_app:app --threads 4 --port 8080
 
 then try http://127.0.0.1:8080/ and http://127.0.0.1:8080/slow?seconds=2.
 
@@ -13,10 +14,14 @@ the app, and step through its response, in a pool of 4 threads, while the
 sockets stay in the event loop. So four requests can block at once, and idle
 keep-alive connections still cost no thread at all.
 
-``/hold`` blocks its thread until ``/release`` is requested, and
-``/release`` waits until a ``/hold`` is in progress: the two meet only if they
-run at the same time. With ``--threads 0`` (or 1) they cannot, and both give up
-after 30 seconds; with a pool they answer at once.
+``GET /hold`` blocks its thread until a ``POST /release`` ends it, and
+``/release`` blocks until a ``/hold`` is in progress, then ends it; each
+gives up after ``?timeout=`` seconds (30 by default, at most 30). In two
+threads at once they meet, and both answer ``{"released": true}`` at once.
+With ``--threads 1`` (or 0, where the one thread is the whole server's)
+they cannot: ``/release`` is not even started before ``/hold`` has given up
+(``{"released": false}``), and it then waits its own timeout for a
+``/hold`` in vain (``{"released": false}`` too).
 """
 import threading
 import time
@@ -46,17 +51,24 @@ def echo():
     return jsonify(bytes=len(data), text=data.decode("utf-8", "replace")[:100])
 
 
+def _timeout() -> float:
+    return max(0.0, min(float(request.args.get("timeout", "30")), 30.0))
+
+
 @app.get("/hold")
 def hold():
     _holding.set()
-    released = _released.wait(timeout=30)
+    try:
+        released = _released.wait(timeout=_timeout())
+    finally:
+        _holding.clear()  # a /release that comes later must not see this one
     _released.clear()
     return jsonify(released=released)
 
 
 @app.post("/release")
 def release():
-    holding = _holding.wait(timeout=30)
-    _holding.clear()
-    _released.set()
+    holding = _holding.wait(timeout=_timeout())
+    if holding:
+        _released.set()
     return jsonify(released=holding)

@@ -1,7 +1,7 @@
 """The smallest WSGI application: the README's demo.
 
-Run it with:  cogen-web examples.hello:application --port 8080
-(or:          python examples/hello.py)
+Run it with:  .venv/bin/cogen-web examples.hello:application --port 8080
+(or:          .venv/bin/python examples/hello.py)
 then open http://127.0.0.1:8080/
 """
 

@@ -1,8 +1,8 @@
 """One request waits for a signal that another request sends.
 
-Run it from the repository root (after ``pip install -e .``)::
+Run it from the repository root in the venv of the README's quick start::
 
-    cogen-web examples.signals:application --port 8080
+    .venv/bin/cogen-web examples.signals:application --port 8080
 
 then, in one terminal, wait (this request parks, holding no thread)::
 

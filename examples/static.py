@@ -1,9 +1,9 @@
 """Serve the files of a directory, with ``wsgi.file_wrapper`` (sendfile).
 
-Run it from the repository root (after ``pip install -e .``), with the
+Run it from the repository root in the venv of the README's quick start, with the
 directory to serve in ``STATIC_ROOT`` (default: the current directory)::
 
-    STATIC_ROOT=docs cogen-web examples.static:application --port 8000
+    STATIC_ROOT=docs .venv/bin/cogen-web examples.static:application --port 8000
 
 then open http://127.0.0.1:8000/ (a directory shows its ``index.html``, or a
 listing). To embed it, ``make_app(directory)`` returns the WSGI app.

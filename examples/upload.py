@@ -1,8 +1,8 @@
 """Stream a large upload through ``environ['cogen.input']`` and hash it in constant memory.
 
-Run it from the repository root (after ``pip install -e .``)::
+Run it from the repository root in the venv of the README's quick start::
 
-    cogen-web examples.upload:application --port 8080
+    .venv/bin/cogen-web examples.upload:application --port 8080
 
 then upload any file, of any size up to the server's ``--max-body`` (1 GiB by
 default), and compare the digest with ``sha256sum FILE``::

@@ -368,6 +368,18 @@ def test_flask_app_runs_blocking_views_in_threads(start: Start) -> None:
     assert result_of(holder, out).json() == {"released": True}
 
 
+def test_flask_app_hold_and_release_cannot_meet_in_one_thread(start: Start) -> None:
+    """As its docstring says: /hold gives up first, then /release waits in vain."""
+    pytest.importorskip("flask")
+    app = start(*cogen_web("examples.flask_app:app", "--threads", "1"))
+    holder, out = in_thread(app.request, "GET", "/hold?timeout=0.5")
+    released = app.request("POST", "/release?timeout=0.5")
+    assert result_of(holder, out).json() == {"released": False}
+    assert released.json() == {"released": False}
+    # nothing left over: the next pair, in a server with two threads, would meet
+    assert app.request("POST", "/release?timeout=0").json() == {"released": False}
+
+
 # -- embedded.py --------------------------------------------------------------------------
 def test_embedded_ticker_wakes_long_polls_and_stops_cleanly(start: Start) -> None:
     app = start("examples/embedded.py", "--port", "0", "--interval", "0.1")

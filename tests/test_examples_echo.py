@@ -35,7 +35,7 @@ def echo_server() -> Iterator[int]:
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
-        match = re.fullmatch(r"Listening on \('0\.0\.0\.0', (\d+)\)\n", first)
+        match = re.fullmatch(r"Listening on \('127\.0\.0\.1', (\d+)\)\n", first)
         if match is None:
             proc.kill()
             raise AssertionError(f"echoserver said {first!r}; stderr: {proc.communicate()[1]!r}")
@@ -104,3 +104,38 @@ def test_echoclient_talks_to_echoserver(echo_server: int) -> None:
                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=30, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["WELCOME TO ECHO SERVER !", "one", "two words", "GOOD BYE"]
+
+
+NAMESPACE_DRIVER = """\
+import subprocess, sys
+ip, server_path, client_path = sys.argv[1:]
+subprocess.run([ip, "link", "set", "lo", "up"], check=True)
+server = subprocess.Popen([sys.executable, "-u", server_path, "--all-interfaces"],
+                          stdout=subprocess.PIPE, text=True)
+try:
+    print(server.stdout.readline(), end="", flush=True)
+    client = subprocess.run([sys.executable, client_path, "127.0.0.1", "1200", "hi"],
+                            capture_output=True, text=True, timeout=20)
+    print(client.stdout, end="", flush=True)
+finally:
+    server.kill()
+    server.wait()
+"""
+
+
+def test_echoserver_all_interfaces_on_its_default_port() -> None:
+    """``--all-interfaces`` listens on 0.0.0.0:1200, run in a private network
+    namespace (its only interface a loopback), so nothing is exposed and the
+    fixed port is free."""
+    import shutil
+    unshare, ip = shutil.which("unshare"), shutil.which("ip")
+    if not unshare or not ip:
+        pytest.skip("needs unshare(1) and ip(8) to make a private network namespace")
+    done = subprocess.run([unshare, "--net", sys.executable, "-c", NAMESPACE_DRIVER, ip,
+                           str(SERVER), str(CLIENT)], cwd=ROOT, env=_env(), capture_output=True,
+                          text=True, timeout=30, check=False)
+    if done.returncode != 0 and "unshare" in done.stderr:
+        pytest.skip(f"cannot make a network namespace here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["Listening on ('0.0.0.0', 1200)",
+                                        "WELCOME TO ECHO SERVER !", "hi", "GOOD BYE"]

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["ErrorStream", "ProxyRules", "decode_path", "header_key"]
+__all__ = ["DEFAULT_TRUSTED_HEADERS", "PROXY_HEADERS", "ErrorStream", "ProxyRules", "check_proxy_headers",
+           "decode_path", "header_key"]
 
 _KEYS: dict[str, str] = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
 
@@ -50,17 +52,54 @@ class ErrorStream:
             self._partial = ""
 
 
-class ProxyRules:
-    """Apply ``X-Forwarded-*`` and ``Forwarded`` headers from trusted peers only.
+#: The proxy headers cogen knows, by their lower-case names.
+PROXY_HEADERS: tuple[str, ...] = ("forwarded", "x-forwarded-for", "x-forwarded-host",
+                                  "x-forwarded-proto", "x-forwarded-port")
+#: The headers trusted by default: those nginx sets with the documented config.
+DEFAULT_TRUSTED_HEADERS: tuple[str, ...] = ("x-forwarded-for", "x-forwarded-host",
+                                            "x-forwarded-proto")
+_PROXY_KEYS = {name: "HTTP_" + name.upper().replace("-", "_") for name in PROXY_HEADERS}
 
-    ``trusted`` holds addresses or networks (``10.0.0.0/8``), or ``*`` for
-    any peer. From a trusted peer: the client address is the right-most
-    forwarded address that is not itself a trusted proxy; the scheme and
-    host come from the proxy's headers. Everything else is ignored, so a
-    client cannot spoof its address by sending the headers itself.
+
+def check_proxy_headers(headers: Iterable[str]) -> tuple[str, ...]:
+    """The lower-cased header names, checked; raises ValueError naming a bad one.
+
+    ``forwarded`` cannot be trusted together with an ``x-forwarded-*``
+    header (as in waitress): a proxy that sets one kind passes the client's
+    copy of the other on.
+    """
+    names = tuple(h.strip().lower() for h in headers)
+    for name in names:
+        if name not in _PROXY_KEYS:
+            raise ValueError(f"unknown proxy header {name!r}: want some of {', '.join(PROXY_HEADERS)}")
+    if "forwarded" in names and len(set(names)) > 1:
+        raise ValueError("the Forwarded header and the X-Forwarded-* headers cannot both be "
+                         "trusted: a proxy sets one kind and passes the client's other on")
+    return names
+
+
+class ProxyRules:
+    """Apply the trusted proxy headers of trusted peers, and clear the others.
+
+    Args:
+        trusted: addresses or networks (``10.0.0.0/8``) of the proxies,
+            ``unix`` for peers on a Unix socket, or ``*`` for any peer.
+        headers: which of :data:`PROXY_HEADERS` a trusted proxy sets (and
+            so overwrites whatever the client sent); the default is
+            :data:`DEFAULT_TRUSTED_HEADERS` (see :func:`check_proxy_headers`).
+        clear_untrusted: delete from the environ every proxy header that is
+            not trusted for this request (all of them from a peer that is
+            not a trusted proxy), so that an app reading them directly is
+            not spoofed. None (the default) means: when ``trusted`` is set.
+
+    From a trusted peer the client address is the right-most forwarded
+    address that is not itself a trusted proxy; the scheme, host and port
+    come from the last value of their headers. Raises ValueError naming a
+    bad address or header.
     """
 
-    def __init__(self, trusted: list[str]) -> None:
+    def __init__(self, trusted: list[str], headers: Iterable[str] | None = None,
+                 clear_untrusted: bool | None = None) -> None:
         self.any = "*" in trusted
         self.nets: list[str | ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         for item in trusted:
@@ -73,11 +112,21 @@ class ProxyRules:
                 self.nets.append(ipaddress.ip_network(item, strict=False))
             except ValueError:
                 raise ValueError(f"invalid trusted proxy address {item!r}") from None
+        names = DEFAULT_TRUSTED_HEADERS if headers is None else check_proxy_headers(headers)
+        self.headers = frozenset(names)
+        self.clear_untrusted = bool(self) if clear_untrusted is None else clear_untrusted
+        #: environ keys deleted from a trusted peer's request / any other request
+        self._clear_trusted = tuple(_PROXY_KEYS[n] for n in PROXY_HEADERS if n not in self.headers)
+        self._clear_untrusted = tuple(_PROXY_KEYS.values())
+
+        #: whether :meth:`apply` has anything to do
+        self.is_active = bool(self) or self.clear_untrusted
 
     def __bool__(self) -> bool:
         return self.any or bool(self.nets)
 
     def is_trusted(self, addr: str) -> bool:
+        """Whether a peer address (``''`` for a Unix socket peer) is a trusted proxy."""
         if self.any:
             return True
         if not addr:
@@ -89,19 +138,39 @@ class ProxyRules:
         return any(not isinstance(net, str) and ip in net for net in self.nets)
 
     def apply(self, environ: dict[str, Any]) -> None:
-        """Rewrite REMOTE_ADDR, wsgi.url_scheme and HTTP_HOST of a request from a trusted peer."""
-        if not self.is_trusted(environ.get("REMOTE_ADDR", "")):
+        """Rewrite REMOTE_ADDR, wsgi.url_scheme, HTTP_HOST and SERVER_PORT of a request.
+
+        Only the trusted headers of a trusted peer count; the other proxy
+        headers are deleted when :attr:`clear_untrusted` is on.
+        """
+        if not (self and self.is_trusted(environ.get("REMOTE_ADDR", ""))):
+            if self.clear_untrusted:
+                for key in self._clear_untrusted:
+                    environ.pop(key, None)
             return
-        fwd = environ.get("HTTP_FORWARDED")
-        if fwd:
-            hops = _parse_forwarded(fwd)
-            chain = [h.get("for", "") for h in hops]
-            proto = hops[-1].get("proto") if hops else None
-            host = hops[-1].get("host") if hops else None
+        trusted = self.headers
+        chain: list[str] = []
+        proto = host = port = None
+        if "forwarded" in trusted:
+            fwd = environ.get("HTTP_FORWARDED")
+            if fwd:
+                hops = _parse_forwarded(fwd)
+                chain = [h.get("for", "") for h in hops]
+                proto = hops[-1].get("proto")
+                host = hops[-1].get("host")
         else:
-            chain = [p.strip() for p in environ.get("HTTP_X_FORWARDED_FOR", "").split(",") if p.strip()]
-            proto = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[-1].strip() or None
-            host = environ.get("HTTP_X_FORWARDED_HOST", "").split(",")[-1].strip() or None
+            if "x-forwarded-for" in trusted:
+                chain = [p.strip() for p in environ.get("HTTP_X_FORWARDED_FOR", "").split(",")
+                         if p.strip()]
+            if "x-forwarded-proto" in trusted:
+                proto = _last(environ.get("HTTP_X_FORWARDED_PROTO"))
+            if "x-forwarded-host" in trusted:
+                host = _last(environ.get("HTTP_X_FORWARDED_HOST"))
+            if "x-forwarded-port" in trusted:
+                port = _last(environ.get("HTTP_X_FORWARDED_PORT"))
+        if self.clear_untrusted:
+            for key in self._clear_trusted:
+                environ.pop(key, None)
         client = None
         for addr in reversed(chain):
             addr = _strip_port(addr)
@@ -115,6 +184,15 @@ class ProxyRules:
             environ["wsgi.url_scheme"] = proto.lower()
         if host and all(c.isalnum() or c in ".-:[]_" for c in host):
             environ["HTTP_HOST"] = host
+        if port and port.isdigit() and 0 < int(port) < 65536:
+            environ["SERVER_PORT"] = str(int(port))
+
+
+def _last(value: str | None) -> str | None:
+    """The last of a comma-separated header value (the one the nearest proxy added)."""
+    if not value:
+        return None
+    return value.rsplit(",", 1)[-1].strip() or None
 
 
 def _strip_port(addr: str) -> str:

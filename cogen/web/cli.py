@@ -79,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", type=str.lower,
                         choices=["debug", "info", "warning", "error", "critical"],
                         help="level of the server's log on stderr")
-    # Off by default, as in gunicorn and waitress: a log line per request
-    # costs more than the rest of a small request's handling.
+    # Off by default (the option's default, so under PasteDeploy too), as in
+    # gunicorn: a log line per request costs more than the rest of a small
+    # request's handling.
     parser.add_argument("--access-log", dest="access_log", action="store_true", default=False,
                         help="log every request on stderr (combined log format)")
     parser.add_argument("--no-access-log", dest="access_log", action="store_false",
@@ -94,11 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         group = groups.get(opt.group)
         if group is None:
             group = groups[opt.group] = parser.add_argument_group(f"{opt.group} options")
-        shown = "none" if opt.default in (None, []) else opt.default
+        shown = opt.shown or ("none" if opt.default in (None, []) else opt.default)
         kwargs: dict[str, Any] = {"dest": opt.name, "metavar": opt.metavar,
                                   "help": f"{opt.help} (default: {shown})".replace("%", "%%"),
                                   "default": argparse.SUPPRESS}
-        if opt.name == "trusted_proxy":
+        if opt.name in ("trusted_proxy", "trusted_proxy_headers"):
             kwargs["action"] = "append"
         group.add_argument(opt.cli, **kwargs)
     return parser

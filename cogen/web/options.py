@@ -11,14 +11,20 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from cogen.web._environ import check_proxy_headers
+
 __all__ = [
     "ALIASES",
     "OPTIONS",
     "OPTIONS_BY_NAME",
     "Option",
+    "as_auto_bool",
     "as_bool",
+    "as_group",
     "as_int",
     "as_list",
+    "as_mode",
+    "as_proxy_headers",
     "as_seconds",
     "as_size",
     "resolve_options",
@@ -96,8 +102,9 @@ def as_list(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
-        return [v for v in value.replace(",", " ").split() if v]
-    return [str(v) for v in value]
+        value = [value]
+    # each item may itself be a list (a repeated CLI flag given "a,b")
+    return [v for item in value for v in str(item).replace(",", " ").split()]
 
 
 def as_str(value: Any) -> str | None:
@@ -108,12 +115,65 @@ def as_str(value: Any) -> str | None:
     return None if text.strip().lower() in ("", "none") else text
 
 
+def as_proxy_headers(value: Any) -> list[str]:
+    """Proxy header names (a list or a comma/space separated string), checked."""
+    return list(check_proxy_headers(as_list(value)))
+
+
+def as_mode(value: Any) -> int | None:
+    """File permission bits: an octal string (``660``, ``0o660``) or an int; ``none`` for None."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        text = str(value).strip().lower()
+        if text in ("", "none"):
+            return None
+        try:
+            number = int(text.removeprefix("0o"), 8)
+        except ValueError:
+            raise ValueError(f"expected octal permission bits such as 660, got {value!r}") from None
+    if not 0 <= number <= 0o7777:
+        raise ValueError(f"expected octal permission bits such as 660, got {value!r}")
+    return number
+
+
+def as_group(value: Any) -> int | None:
+    """A group, by name or number, as its id; ``none`` for None. Raises ValueError if unknown."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return as_int(value)
+    text = str(value).strip()
+    if text.lower() in ("", "none"):
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        import grp
+    except ImportError:  # not on POSIX
+        raise ValueError(f"cannot look up group {value!r} on this platform") from None
+    try:
+        return grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise ValueError(f"no such group {value!r}") from None
+
+
+def as_auto_bool(value: Any) -> bool | None:
+    """A boolean, or None for ``auto`` (and None): the server decides."""
+    if value is None or isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    return as_bool(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """One server option.
 
     ``cli`` is the long flag (None: not on the command line); ``metavar`` its
-    argument name; ``group`` orders the help output.
+    argument name; ``group`` orders the help output; ``shown``, if set, is
+    how the help and the docs spell the default.
     """
 
     name: str
@@ -123,6 +183,7 @@ class Option:
     cli: str | None = None
     metavar: str | None = None
     group: str = "server"
+    shown: str | None = None
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -157,21 +218,38 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_connections", as_int, 0,
            "most simultaneous connections, 0 for no limit (beyond it, accepting pauses)",
            "--max-connections", "N", "limits"),
+    Option("unix_socket_mode", as_mode, None,
+           "permission bits of a unix: socket (octal, e.g. 660 so that the group's nginx can "
+           "connect); none: what the process umask gives", "--unix-socket-mode", "MODE"),
+    Option("unix_socket_group", as_group, None,
+           "group (name or id) of a unix: socket; none: the process's group",
+           "--unix-socket-group", "GROUP"),
     Option("url_prefix", as_str, None,
            "mount the app under this path: it becomes SCRIPT_NAME; other paths get 404",
            "--url-prefix", "PATH"),
     Option("trusted_proxy", as_list, [],
            "addresses of proxies whose X-Forwarded-*/Forwarded headers are trusted ('*' for any); "
            "repeatable", "--trusted-proxy", "ADDR"),
+    Option("trusted_proxy_headers", as_proxy_headers, ["x-forwarded-for", "x-forwarded-host",
+                                              "x-forwarded-proto"],
+           "the headers a trusted proxy sets, which it overwrites whatever the client sent "
+           "(x-forwarded-for, x-forwarded-host, x-forwarded-proto, x-forwarded-port, or "
+           "forwarded alone); the others are ignored", "--trusted-proxy-headers", "NAMES",
+           shown="x-forwarded-for,x-forwarded-host,x-forwarded-proto"),
+    Option("clear_untrusted_proxy_headers", as_auto_bool, None,
+           "delete the proxy headers that are not trusted (all of them from a peer that is not "
+           "a trusted proxy) before the app sees them; 'auto': when trusted_proxy is set",
+           "--clear-untrusted-proxy-headers", "yes|no|auto", shown="auto"),
     Option("server_name", as_str, None, "SERVER_NAME when the request has no Host",
            "--server-name", "NAME"),
     Option("ident", as_str, "cogen", "the Server response header, 'none' to leave it out",
            "--ident", "TEXT"),
-    Option("access_log", as_bool, True, "log every request on the cogen.web.access logger",
+    Option("access_log", as_bool, False,
+           "log every request on the cogen.web.access logger (cogen-web: --access-log)",
            None, None, "logging"),
     Option("access_log_format", as_str,
            '%(h)s - - [%(t)s] "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
-           "access log line format (keys: h t r s b f a D m U q H)", "--access-log-format", "FORMAT",
+           "access log line format (keys: h t r s b f a D m U q H p)", "--access-log-format", "FORMAT",
            "logging"),
     Option("stream_input", as_bool, False,
            "do not buffer request bodies: the app reads them with environ['cogen.input'] operations",
@@ -188,11 +266,11 @@ OPTIONS: tuple[Option, ...] = (
            "--keyfile", "PATH", "tls"),
     Option("ssl_context", lambda v: v, None, "an ssl.SSLContext to serve https with", None, None,
            "tls"),
-    Option("cogen_key", lambda v: None if v is None or str(v).lower() == "auto" else as_bool(v),
+    Option("cogen_key", as_auto_bool,
            None,
            "also give the gate as environ['cogen'] (besides 'cogen.wsgi'); 'auto' leaves it out "
            "for apps wrapped in wsgiref.validate, which allows only str under undotted keys",
-           None, None, "compat"),
+           None, None, "compat", shown="auto"),
     Option("reuse_port", as_bool, False, "set SO_REUSEPORT on the listening socket",
            None, None),
     Option("websocket_max_message", as_size, 1024**2,
@@ -223,6 +301,7 @@ ALIASES: dict[str, str] = {
     "url_scheme_trusted_proxy": "trusted_proxy",
     "max_request_body_size": "max_body",
     "max_request_header_size": "max_header_bytes",
+    "unix_socket_perms": "unix_socket_mode",
 }
 
 

@@ -1,7 +1,8 @@
 """PasteDeploy entry points: the server, an app loader, and the middleware filters.
 
 An ini file serves an app with cogen like this (``egg:cogen#...`` needs cogen
-installed, e.g. ``pip install -e .``)::
+installed with PasteDeploy, the ``paste`` extra: ``pip install -e '.[paste]'``
+from a checkout)::
 
     [server:main]
     use = egg:cogen#http
@@ -11,7 +12,8 @@ installed, e.g. ``pip install -e .``)::
     max_body = 10MB
 
 ``host`` and ``port`` (or ``bind``: one or more addresses separated by
-spaces, ``HOST:PORT``, ``[::1]:PORT``, ``unix:/path``), ``graceful_timeout``
+spaces, ``HOST:PORT``, ``[::1]:PORT``, ``unix:/path``; or waitress's
+``listen``: ``HOST:PORT`` or ``*:PORT`` items), ``graceful_timeout``
 and every option of :mod:`cogen.web.options` (and its aliases, such as
 waitress's ``connection_limit``) are accepted as ini strings; each is
 converted and checked when the server is loaded, and a bad one raises
@@ -33,6 +35,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -53,7 +56,7 @@ __all__ = [
 log = logging.getLogger("cogen.web")
 
 #: Keys of ``[server:...]`` that are not server options.
-_SERVER_KEYS = ("host", "port", "bind", "graceful_timeout")
+_SERVER_KEYS = ("host", "port", "bind", "listen", "graceful_timeout")
 
 
 class PasteConfigError(CogenError, ValueError):
@@ -144,19 +147,58 @@ class PasteServer:
             self._sched.call_soon_threadsafe(self._stop)
 
 
-def server_factory(global_conf: Mapping[str, Any] | None = None, host: str = "127.0.0.1",
-                   port: Any = 8080, **local_conf: Any) -> PasteServer:
+def _listen_binds(value: Any) -> list[str]:
+    """waitress's ``listen``: ``HOST:PORT`` items separated by spaces, ``*:PORT`` for all interfaces.
+
+    ``*`` stands for every address family the system can listen on (IPv4's
+    0.0.0.0 and IPv6's ::, as getaddrinfo gives them for a passive socket).
+    """
+    binds: list[str] = []
+    for item in str(value).split():
+        host, sep, port = item.rpartition(":")
+        if sep and host == "*":
+            try:
+                infos = socket.getaddrinfo(None, int(port), socket.AF_UNSPEC, socket.SOCK_STREAM,
+                                           socket.IPPROTO_TCP, socket.AI_PASSIVE)
+            except (ValueError, OSError) as exc:
+                raise PasteConfigError(f"invalid value {item!r} for option 'listen': "
+                                       f"{exc}") from None
+            for family, _, _, _, sockaddr in infos:
+                addr = str(sockaddr[0])
+                bind = f"[{addr}]:{port}" if family == socket.AF_INET6 else f"{addr}:{port}"
+                if bind not in binds:
+                    binds.append(bind)
+        else:
+            binds.append(item)
+    return binds
+
+
+def server_factory(global_conf: Mapping[str, Any] | None = None, host: str | None = None,
+                   port: Any = None, **local_conf: Any) -> PasteServer:
     """``paste.server_factory``: check the ini keys now; returns the server to call with the app.
 
-    Raises PasteConfigError naming a bad or unknown key.
+    The addresses come from ``listen`` (waitress's: ``127.0.0.1:6543``,
+    ``*:6543``, several separated by spaces), ``bind`` (cogen's, which takes
+    ``unix:/path`` too) or ``host`` and ``port`` (127.0.0.1 and 8080 by
+    default); only one of the three forms may be given. Raises
+    PasteConfigError naming a bad or unknown key.
     """
     from cogen.web.wsgi import parse_bind
-    if "bind" in local_conf:
-        binds = str(local_conf["bind"]).split()
+    given = [key for key in ("listen", "bind") if key in local_conf]
+    if len(given) > 1 or given and (host is not None or port is not None):
+        raise PasteConfigError(f"option {given[0]!r} and option "
+                               f"{given[1] if len(given) > 1 else 'host/port'!r} both name the "
+                               f"addresses: give one of them")
+    if given:
+        key = given[0]
+        binds = (_listen_binds(local_conf[key]) if key == "listen"
+                 else str(local_conf[key]).split())
         if not binds:
-            raise PasteConfigError("invalid value '' for option 'bind': want one or more "
-                                   "addresses")
+            raise PasteConfigError(f"invalid value '' for option {key!r}: want one or more "
+                                   f"addresses")
     else:
+        host = "127.0.0.1" if host is None else host
+        port = 8080 if port is None else port
         try:
             number = int(str(port).strip())
             if not 0 <= number <= 65535:
@@ -170,7 +212,8 @@ def server_factory(global_conf: Mapping[str, Any] | None = None, host: str = "12
         try:
             parse_bind(bind)
         except ValueError as exc:
-            raise PasteConfigError(f"invalid value {bind!r} for option 'bind': {exc}") from None
+            raise PasteConfigError(f"invalid value {bind!r} for option "
+                                   f"{given[0] if given else 'bind'!r}: {exc}") from None
     grace_text = local_conf.get("graceful_timeout", 30.0)
     try:
         grace = as_seconds(grace_text)
@@ -235,7 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info", type=str.lower,
                         choices=["debug", "info", "warning", "error", "critical"])
     ns = parser.parse_args(argv)
-    from paste.deploy import loadapp, loadserver  # type: ignore[import-untyped]
+    try:
+        from paste.deploy import loadapp, loadserver  # type: ignore[import-untyped]
+    except ImportError:
+        print("cogen paste: error: PasteDeploy is not installed: install cogen's paste extra "
+              "(from a checkout: pip install -e '.[paste]')", file=sys.stderr)
+        return 2
 
     from cogen.web.cli import configure_logging
     configure_logging(ns.log_level)

@@ -111,6 +111,21 @@ class FileWrapper:
 
 
 
+def _set_socket_owner(path: Any, mode: int | None, group: int | None) -> None:
+    """Give a bound Unix socket file its mode and group.
+
+    Done between bind() and listen(): until listen() nobody can connect, so
+    no client slips in under the umask's looser (or tighter) bits. A name in
+    Linux's abstract namespace (a leading NUL) has no file to change.
+    """
+    if not isinstance(path, str) or path.startswith("\0"):
+        return
+    if group is not None:
+        os.chown(path, -1, group)
+    if mode is not None:
+        os.chmod(path, mode)
+
+
 def parse_bind(bind: Any) -> tuple[int, Any]:
     """Turn a bind address into ``(family, sockaddr)``.
 
@@ -234,7 +249,8 @@ class WSGIServer:
         # what can fail on a bad option comes before binding, so that an
         # error leaves no listening socket behind
         self.ssl_context = self._ssl_context(opts)
-        self.proxies = ProxyRules(opts["trusted_proxy"])
+        self.proxies = ProxyRules(opts["trusted_proxy"], opts["trusted_proxy_headers"],
+                                  opts["clear_untrusted_proxy_headers"])
         self.socket = self._listen(bind_addr, opts)
         self.socket.setblocking(False)
         self.address = self.socket.getsockname()
@@ -287,6 +303,8 @@ class WSGIServer:
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(addr)
+            if family == socket.AF_UNIX:
+                _set_socket_owner(addr, opts.get("unix_socket_mode"), opts.get("unix_socket_group"))
             sock.listen(opts["backlog"])
         except BaseException:
             sock.close()
@@ -659,7 +677,7 @@ class WSGIServer:
             environ[key] = value
         if head.host is not None:
             environ["HTTP_HOST"] = head.host
-        if self.proxies:
+        if self.proxies.is_active:
             self.proxies.apply(environ)
 
         # -- the body --
@@ -785,6 +803,7 @@ class WSGIServer:
                 "U": head.path,
                 "q": head.query,
                 "H": environ["SERVER_PROTOCOL"],
+                "p": _PID[0],
             }
             try:
                 line = fmt % values
@@ -794,6 +813,10 @@ class WSGIServer:
 
 
 _DEFAULT_ACCESS_FORMAT = OPTIONS_BY_NAME["access_log_format"].default
+#: the access log's %(p)s; refreshed in a forked worker (os.register_at_fork)
+_PID = [str(os.getpid())]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, str(os.getpid())))
 _log_time_cache: list[Any] = [0, ""]
 
 

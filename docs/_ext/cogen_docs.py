@@ -58,6 +58,8 @@ def format_default(opt: Any) -> str:
     """The default of an option, as rst."""
     from cogen.web import options as mod
     value = opt.default
+    if opt.shown is not None:
+        return _literal(opt.shown)
     if value is None:
         return "none"
     if isinstance(value, bool):

@@ -1,11 +1,11 @@
 """A multi-room web chat with long polling on a PublishSubscribeQueue.
 
-Run it from the repository root (after ``pip install -e .``)::
+Run it from the repository root in the venv of the README's quick start::
 
-    cogen-web examples.chat.app:application --port 8080
+    .venv/bin/cogen-web examples.chat.app:application --port 8080
 
 then open http://127.0.0.1:8080/ in two browser windows, pick the same room
-and a name in each, and talk. (``python -m cogen.web`` works the same as
+and a name in each, and talk. (``.venv/bin/python -m cogen.web`` works the same as
 ``cogen-web``.)
 
 How it works: every room is a :class:`cogen.core.pubsub.PublishSubscribeQueue`.

@@ -76,6 +76,25 @@ def test_log_lines_carry_the_pid(server: StartServer) -> None:
     assert f"[{proc.pid}]" in proc.wait_for("listening on").string
 
 
+def test_access_log_is_off_by_default(server: StartServer) -> None:
+    proc = server("app:application", "--port", "0")
+    assert get(proc.port())[0] == 200
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    assert not [line for line in proc.lines if '"GET / HTTP/1.1"' in line], proc.lines
+
+
+def test_access_log_lines_can_carry_the_worker_pid(server: StartServer) -> None:
+    proc = server("app:application", "--port", "0", "--workers", "2", "--access-log",
+                  "--access-log-format", '%(p)s "%(r)s" %(s)s')
+    port = proc.port()
+    assert get(port)[0] == 200
+    line = proc.wait_for(r'^(\d+) "GET / HTTP/1.1" 200$')
+    worker = int(line.group(1))
+    assert worker != proc.pid  # the worker's, not the master's
+    os.kill(worker, 0)  # a live process
+
+
 def test_bare_module_uses_the_application_attribute(server: StartServer) -> None:
     proc = server("app", "--port", "0")
     assert get(proc.port())[0] == 200
@@ -108,6 +127,60 @@ def test_unix_socket_bind(server: StartServer, tmp_path: Path) -> None:
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
     assert not Path(path).exists()
+
+
+def _another_group() -> Any:
+    """A group this process may give a file to, other than its own: (name, gid)."""
+    import grp
+    if os.geteuid() == 0:
+        candidates = [g.gr_gid for g in grp.getgrall()]
+    else:
+        candidates = os.getgroups()
+    others = [gid for gid in candidates if gid != os.getegid()]
+    if not others:
+        pytest.skip("this user belongs to no second group to give the socket to")
+    return grp.getgrgid(others[0]).gr_name, others[0]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_unix_socket_mode_and_group(server: StartServer, tmp_path: Path, workers: str) -> None:
+    """nginx running as another user connects through the group: the socket gets 660 and it."""
+    name, gid = _another_group()
+    path = str(tmp_path / "web.sock")
+    proc = server("app:application", "--bind", f"unix:{path}", "--workers", workers,
+                  "--unix-socket-mode", "660", "--unix-socket-group", name)
+    proc.wait_for(f"listening on unix:{path}")
+    info = os.stat(path)
+    assert oct(info.st_mode & 0o7777) == oct(0o660)
+    assert info.st_gid == gid
+    assert get_unix(path)[0] == 200
+
+
+def test_trusted_proxy_headers_flag(server: StartServer, app_dir: Path) -> None:
+    (app_dir / "who.py").write_text(
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [environ['REMOTE_ADDR'].encode(), b' ',\n"
+        "            environ.get('HTTP_X_FORWARDED_FOR', '-').encode()]\n")
+    proc = server("who:application", "--port", "0", "--trusted-proxy", "127.0.0.1",
+                  "--trusted-proxy-headers", "forwarded")
+    conn = http.client.HTTPConnection("127.0.0.1", proc.port(), timeout=WAIT)
+    try:
+        conn.request("GET", "/", headers={"Forwarded": "for=192.0.2.1",
+                                          "X-Forwarded-For": "198.51.100.1"})
+        resp = conn.getresponse()
+        # Forwarded is trusted, X-Forwarded-For ignored and cleared
+        assert (resp.status, resp.read()) == (200, b"192.0.2.1 -")
+    finally:
+        conn.close()
+
+
+def test_unix_socket_mode_defaults_to_the_umask(server: StartServer, tmp_path: Path) -> None:
+    path = str(tmp_path / "web.sock")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    server("app:application", "--bind", f"unix:{path}").wait_for(f"listening on unix:{path}")
+    assert os.stat(path).st_mode & 0o777 == 0o777 & ~umask
 
 
 def test_sigterm_lets_a_slow_request_finish(server: StartServer) -> None:
@@ -192,6 +265,14 @@ BAD_INPUTS = {
                             "cannot load the TLS certificate '/nonexistent/cert.pem'"),
     "keyfile alone": (["app:application", "--keyfile", "key.pem"], "--keyfile"),
     "bad proxy": (["app:application", "--trusted-proxy", "not-an-ip"], "not-an-ip"),
+    "bad proxy header": (["app:application", "--trusted-proxy-headers", "x-real-ip"],
+                         "--trusted-proxy-headers: unknown proxy header 'x-real-ip'"),
+    "bad clear flag": (["app:application", "--clear-untrusted-proxy-headers", "maybe"],
+                       "--clear-untrusted-proxy-headers"),
+    "bad socket mode": (["app:application", "--unix-socket-mode", "rw-rw----"],
+                        "argument --unix-socket-mode: expected octal permission bits"),
+    "unknown group": (["app:application", "--unix-socket-group", "no-such-group-x"],
+                      "no such group 'no-such-group-x'"),
     "bad log level": (["app:application", "--log-level", "loud"], "--log-level"),
 }
 

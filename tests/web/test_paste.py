@@ -112,6 +112,8 @@ def test_example_ini_is_loaded_served_and_requested(cogen_dist: Path, tmp_path: 
     served = Served(server, app)
     try:
         assert get(served.port) == (200, b"Hello, world!\n")
+        # off by default, as under cogen-web
+        assert [srv.access_log_enabled for srv in server.servers] == [False]
     finally:
         served.stop()
 
@@ -170,6 +172,8 @@ def test_filters_and_app_factory(cogen_dist: Path, tmp_path: Path, entry: str) -
     ("bind", "0.0.0.0:abc", "option 'bind'"),
     ("graceful_timeout", "soon", "option 'graceful_timeout'"),
     ("frobnicate", "1", "unknown server option 'frobnicate'"),
+    ("trusted_proxy_headers", "x-real-ip", "unknown proxy header 'x-real-ip'"),
+    ("unix_socket_perms", "rw", "option 'unix_socket_perms'"),
 ])
 def test_bad_ini_value_is_a_clear_error(cogen_dist: Path, tmp_path: Path, key: str, value: str,
                                         message: str) -> None:
@@ -181,10 +185,16 @@ def test_bad_ini_value_is_a_clear_error(cogen_dist: Path, tmp_path: Path, key: s
 
 def test_server_factory_converts_strings() -> None:
     server = server_factory({}, host="::1", port="0", threads="4", trusted_proxy="10.0.0.1 10.0.0.2",
-                            access_log="off", max_header_bytes="32k")
+                            access_log="off", max_header_bytes="32k",
+                            trusted_proxy_headers="X-Forwarded-For x-forwarded-proto",
+                            clear_untrusted_proxy_headers="no", unix_socket_mode="0o600",
+                            unix_socket_group="0")
     assert server.binds == ["[::1]:0"]
     assert server.options == {"threads": 4, "trusted_proxy": ["10.0.0.1", "10.0.0.2"],
-                              "access_log": False, "max_header_bytes": 32 * 1024}
+                              "access_log": False, "max_header_bytes": 32 * 1024,
+                              "trusted_proxy_headers": ["x-forwarded-for", "x-forwarded-proto"],
+                              "clear_untrusted_proxy_headers": False, "unix_socket_mode": 0o600,
+                              "unix_socket_group": 0}
 
 
 def test_bind_replaces_host_and_port(tmp_path: Path) -> None:
@@ -240,3 +250,70 @@ def test_python_m_cogen_web_paste_bad_value_is_one_line(cogen_dist: Path, tmp_pa
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2
     assert len(lines) == 1 and "option 'max_body'" in lines[0], done.stderr
+
+
+PYRAMID_INI = """\
+[server:main]
+use = egg:cogen#http
+listen = 127.0.0.1:0 127.0.0.1:0
+unix_socket_perms = 660
+
+[app:main]
+use = egg:cogen#app
+app = hello:application
+"""
+
+
+def test_waitress_listen_serves_every_address(cogen_dist: Path, tmp_path: Path) -> None:
+    """The Pyramid cookiecutter's ini names its addresses with waitress's listen."""
+    (tmp_path / "hello.py").write_text((REPO / "examples" / "hello.py").read_text())
+    ini = tmp_path / "pyramid.ini"
+    ini.write_text(PYRAMID_INI)
+    server = loadwsgi.loadserver(f"config:{ini}")
+    assert server.binds == ["127.0.0.1:0", "127.0.0.1:0"]
+    assert server.options["unix_socket_perms"] == 0o660
+    served = Served(server, loadwsgi.loadapp(f"config:{ini}"))
+    try:
+        ports = [int(addr[1]) for addr in server.addresses]
+        assert len(set(ports)) == 2
+        for port in ports:
+            assert get(port) == (200, b"Hello, world!\n")
+    finally:
+        served.stop()
+
+
+def test_listen_star_means_every_interface() -> None:
+    import socket
+    binds = server_factory({}, listen="*:6543").binds
+    assert "0.0.0.0:6543" in binds
+    families = {info[0] for info in socket.getaddrinfo(None, 6543, socket.AF_UNSPEC,
+                                                        socket.SOCK_STREAM, 0, socket.AI_PASSIVE)}
+    assert ("[::]:6543" in binds) == (socket.AF_INET6 in families)
+
+
+@pytest.mark.parametrize("conf, message", [
+    ({"listen": "127.0.0.1:0", "port": "8080"}, "'listen' and option 'host/port'"),
+    ({"listen": "127.0.0.1:0", "bind": "127.0.0.1:0"}, "'listen' and option 'bind'"),
+    ({"listen": "127.0.0.1:http"}, "invalid value '127.0.0.1:http' for option 'listen'"),
+    ({"listen": " "}, "invalid value '' for option 'listen'"),
+])
+def test_bad_listen_is_a_clear_error(conf: dict[str, str], message: str) -> None:
+    with pytest.raises(PasteConfigError, match=message):
+        server_factory({}, **conf)
+
+
+def test_the_paste_extra_installs_pastedeploy_and_the_docs_say_so() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(req.lower().startswith("pastedeploy") for req in extras["paste"])
+    assert "pip install -e '.[paste]'" in EXAMPLE.read_text()
+    assert "pip install -e '.[paste]'" in (REPO / "docs" / "deployment.rst").read_text()
+
+
+def test_python_m_cogen_web_paste_without_pastedeploy_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from cogen.web import paste
+    monkeypatch.setitem(sys.modules, "paste.deploy", None)  # import paste.deploy fails
+    assert paste.main([str(EXAMPLE)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "pip install -e '.[paste]'" in err
