@@ -135,6 +135,10 @@ class _Response:
                     and len(result) == 1 and result[0].__class__ is bytes:
                 body = result[0]
                 yield from self._send(body, len(body))
+                if self.left or self.chunked:
+                    # shorter than the app's own Content-Length (or framed
+                    # by the app's Transfer-Encoding): the same end as _pump's
+                    yield from self._finish()
                 return True
             if self.status is not None and self.pending is None \
                     and hasattr(result, "sendfile_range") and (yield from self.send_file(result)):
