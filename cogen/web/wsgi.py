@@ -641,8 +641,10 @@ class WSGIServer:
         source = None
         spool = None
         if head.content_length or head.chunked:
+            # a trailer section is held to the head's limits
             source = BodySource(conn, head.content_length, head.chunked, head.expect_continue,
-                                self.options["max_body"], self.options["body_timeout"])
+                                self.options["max_body"], self.options["body_timeout"],
+                                self._limits["max_header_bytes"], self._limits["max_header_count"])
             if self.stream_input:
                 environ["wsgi.input"] = UnreadableInput()
                 gate = CogenGate(self.sched, environ, head.content_length, None, source)

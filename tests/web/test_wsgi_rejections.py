@@ -63,6 +63,14 @@ BAD_REQUESTS = {
         _post("Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\nX: a\r\n b\r\n\r\n"), 400),
     "trailer-without-colon": (
         _post("Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\nX-Trailer\r\n\r\n"), 400),
+    # trailers are held to the head's limits (max_header_bytes, max_header_count)
+    "trailers-too-big": (
+        _post("Transfer-Encoding: chunked\r\n",
+              b"5\r\nhello\r\n0\r\nX-T: " + b"t" * 1100 + b"\r\n\r\n"), 431),
+    "too-many-trailers": (
+        _post("Transfer-Encoding: chunked\r\n",
+              b"5\r\nhello\r\n0\r\n" + b"".join(b"X-T%d: v\r\n" % i for i in range(12)) + b"\r\n"),
+        431),
     "chunk-size-17-hex-digits": (
         _post("Transfer-Encoding: chunked\r\n", b"00000000000000005\r\nhello\r\n0\r\n\r\n"), 400),
     "nul-in-header-value": (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
