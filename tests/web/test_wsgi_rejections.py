@@ -161,3 +161,16 @@ def test_header_names_with_underscore_never_reach_the_app(live_server: Any, raw:
     resp = client.request(get("/", headers="X_User: evil\r\nX-User: good\r\n"))
     assert resp.status == 200
     assert seen[0]["HTTP_X_USER"] == "good"
+
+
+@pytest.mark.parametrize("host", [b"a" * (1 << 20) + b"@", b"%41" * (1 << 18) + b"%4", b"[" + b":" * (1 << 20)])
+def test_a_long_hostile_host_value_is_rejected(live_server: Any, raw: Any, host: bytes) -> None:
+    """Bounded by the test's timeout: the Host check is linear in the value's length."""
+    seen: list[dict[str, Any]] = []
+    live = live_server(recording_app(seen), max_header_bytes=4 << 20)
+    client = raw(live)
+    client.send(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    resp = client.response()
+    assert resp.status == 400
+    assert seen == []
+    assert raw(live).request(get("/fine")).status == 200
