@@ -36,7 +36,7 @@ from typing import Any
 import cogen.core as _cogen_core
 from cogen.core import coroutines as _coroutines
 from cogen.core.coroutines import Coroutine, coroutine
-from cogen.core.events import OperationTimeout, Signal, Sleep, WaitForSignal
+from cogen.core.events import OperationTimeout, Signal, WaitForSignal
 from cogen.core.schedulers import Scheduler
 from cogen.web import http as _http
 from cogen.web._body import BodySource, UnreadableInput, read_whole_body
@@ -71,6 +71,8 @@ _SERVER_ERROR = b"Internal Server Error\n"
 
 
 _ServerClosing = ServerClosing
+#: Seconds without an accept() failure that end an episode of them.
+_ACCEPT_QUIET = 5.0
 
 
 class FileWrapper:
@@ -269,6 +271,12 @@ class WSGIServer:
         self._websockets: set[Any] = set()
         self._closing = False
         self._stopped = False
+        #: accept() failures in a row (EMFILE...; while > 0 a closed connection
+        #: wakes the accept loop), when the last one was, and whether the
+        #: episode's recovery was logged (see _accept_backoff)
+        self._accept_failures = 0
+        self._accept_failed_at = -_ACCEPT_QUIET - 1.0
+        self._accept_recovery_logged = True
         self._serve_coro: Any = None
         self._grace_timer: Any = None
         self._grace_deadline: float | None = None
@@ -395,10 +403,10 @@ class WSGIServer:
                 except OSError as exc:
                     if self._closing:
                         break
-                    log.warning("accept failed: %s", exc)
-                    # EMFILE and friends: back off instead of spinning
-                    yield Sleep(0.1)
+                    yield from self._accept_backoff(exc)
                     continue
+                if self._accept_failures:
+                    self._accept_recovered()
                 sock.setblocking(False)
                 if not is_unix:
                     try:
@@ -408,6 +416,38 @@ class WSGIServer:
                 add(handle, sock, addr)
         finally:
             self._close_listener()
+
+    def _accept_backoff(self, exc: OSError) -> Generator[Any, Any, None]:
+        """Wait before the next accept after a failed one.
+
+        EMFILE and friends: the pending connection stays queued, so the
+        listening socket stays readable and retrying at once would spin. The
+        wait doubles, up to half a second, with each failure in a row, and
+        ends early when a connection closes (that frees a descriptor).
+
+        One warning per episode: a server at its limit flaps between failing
+        and accepting, so an episode lasts until accept has not failed for
+        ``_ACCEPT_QUIET`` seconds. The retries are debug lines.
+        """
+        now = _monotonic()
+        self._accept_failures += 1
+        delay = min(0.5, 0.025 * (1 << min(self._accept_failures, 5)))
+        if now - self._accept_failed_at > _ACCEPT_QUIET:
+            self._accept_recovery_logged = False
+            log.warning("accept failed: %s; retrying with back-off", exc)
+        else:
+            log.debug("accept still failing (%s); next try in %.3f s", exc, delay)
+        self._accept_failed_at = now
+        try:
+            yield WaitForSignal((self, "slot"), timeout=delay)
+        except OperationTimeout:
+            pass
+
+    def _accept_recovered(self) -> None:
+        if not self._accept_recovery_logged:
+            self._accept_recovery_logged = True
+            log.info("accepting again after %d failed attempts", self._accept_failures)
+        self._accept_failures = 0
 
     def _close_listener(self) -> None:
         if self.socket.fileno() >= 0:
@@ -483,7 +523,7 @@ class WSGIServer:
             conn.sock.close()
         except OSError:
             pass
-        if self.options["max_connections"]:
+        if self.options["max_connections"] or self._accept_failures:
             self.sched.add(_signal, (self, "slot"))
         if self._closing and not self._conns:
             if self._grace_timer is not None:
@@ -684,8 +724,10 @@ class WSGIServer:
         source = None
         spool = None
         if head.content_length or head.chunked:
+            # a trailer section is held to the head's limits
             source = BodySource(conn, head.content_length, head.chunked, head.expect_continue,
-                                self.options["max_body"], self.options["body_timeout"])
+                                self.options["max_body"], self.options["body_timeout"],
+                                self._limits["max_header_bytes"], self._limits["max_header_count"])
             if self.stream_input:
                 environ["wsgi.input"] = UnreadableInput()
                 gate = CogenGate(self.sched, environ, head.content_length, None, source)
