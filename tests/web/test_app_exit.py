@@ -125,7 +125,8 @@ def app_errors(proc: ServerProcess, start: int = 0) -> list[str]:
     return [line for line in proc.lines[start:] if "error in the application serving" in line]
 
 
-@pytest.mark.parametrize("threads", ["0", "4"])
+# with threads, each parked response holds its thread (docs/server.rst): room for all
+@pytest.mark.parametrize("threads", ["0", str(PARKED + 4)])
 @pytest.mark.parametrize("path,name", [("/exit", "SystemExit: 3"), ("/interrupt", "KeyboardInterrupt"),
                                        ("/exit-in-body", "SystemExit: 4")])
 def test_an_app_exit_gets_a_500_and_the_server_goes_on(server: StartServer, threads: str, path: str,
