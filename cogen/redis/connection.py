@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 #: How many bytes one read asks the socket for.
 READ_SIZE = 65536
-_AUTH_CODES = ("WRONGPASS", "NOAUTH", "NOPERM")
+_AUTH_CODES = ("WRONGPASS", "NOAUTH")
 
 
 @dataclass(frozen=True)

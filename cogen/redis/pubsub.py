@@ -83,43 +83,47 @@ class PubSub:
             yield conn.send(b"".join(encode_command(*c) for c in cmds), deadline)
 
     @coroutine
-    def _send(self, deadline: Deadline, *args: Any) -> Generator[Any, Any, None]:
+    def _send(self, deadline: Deadline, command: str, names: tuple[Any, ...],
+              subscriptions: set[Any] | None, adding: bool) -> Generator[Any, Any, None]:
+        """Send one (un)subscribe command, then record the change in ``subscriptions``.
+
+        Recorded after ``_ensure``, so that a reconnect does not subscribe
+        to the new names twice.
+        """
         yield self._ensure(deadline)
-        yield self.connection.send(encode_command(*args), deadline)
+        yield self.connection.send(encode_command(command, *names), deadline)
+        if subscriptions is None:
+            return
+        if adding:
+            subscriptions.update(_key(n) for n in names)
+        elif names:
+            subscriptions.difference_update(_key(n) for n in names)
+        else:
+            subscriptions.clear()
 
     def subscribe(self, *channels: Any, timeout: float | None = 10.0) -> Any:
         """A coroutine that subscribes to ``channels`` (the confirmations come as messages)."""
         if not channels:
             raise ValueError("subscribe needs at least one channel")
-        self.channels.update(_key(c) for c in channels)
-        return self._send(Deadline("SUBSCRIBE", timeout), "SUBSCRIBE", *channels)
+        return self._send(Deadline("SUBSCRIBE", timeout), "SUBSCRIBE", channels, self.channels, True)
 
     def psubscribe(self, *patterns: Any, timeout: float | None = 10.0) -> Any:
         """A coroutine that subscribes to the glob-style ``patterns``."""
         if not patterns:
             raise ValueError("psubscribe needs at least one pattern")
-        self.patterns.update(_key(p) for p in patterns)
-        return self._send(Deadline("PSUBSCRIBE", timeout), "PSUBSCRIBE", *patterns)
+        return self._send(Deadline("PSUBSCRIBE", timeout), "PSUBSCRIBE", patterns, self.patterns, True)
 
     def unsubscribe(self, *channels: Any, timeout: float | None = 10.0) -> Any:
         """A coroutine that unsubscribes from ``channels`` (all, if none given)."""
-        if channels:
-            self.channels.difference_update(_key(c) for c in channels)
-        else:
-            self.channels.clear()
-        return self._send(Deadline("UNSUBSCRIBE", timeout), "UNSUBSCRIBE", *channels)
+        return self._send(Deadline("UNSUBSCRIBE", timeout), "UNSUBSCRIBE", channels, self.channels, False)
 
     def punsubscribe(self, *patterns: Any, timeout: float | None = 10.0) -> Any:
         """A coroutine that unsubscribes from ``patterns`` (all, if none given)."""
-        if patterns:
-            self.patterns.difference_update(_key(p) for p in patterns)
-        else:
-            self.patterns.clear()
-        return self._send(Deadline("PUNSUBSCRIBE", timeout), "PUNSUBSCRIBE", *patterns)
+        return self._send(Deadline("PUNSUBSCRIBE", timeout), "PUNSUBSCRIBE", patterns, self.patterns, False)
 
     def ping(self, timeout: float | None = 10.0) -> Any:
         """A coroutine that sends ``PING``; its answer comes as a ``pong`` message."""
-        return self._send(Deadline("PING", timeout), "PING")
+        return self._send(Deadline("PING", timeout), "PING", (), None, False)
 
     @coroutine
     def get_message(self, timeout: float | None = 0.0,
