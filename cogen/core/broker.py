@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from cogen.core.events import Signal
     from cogen.core.schedulers import Scheduler
 
-__all__ = ["Broker", "LocalOnlyWarning", "crosses", "resolve"]
+__all__ = ["Broker", "LocalOnlyWarning", "crosses", "install", "resolve"]
 
 log = logging.getLogger("cogen.broker")
 
@@ -35,6 +35,9 @@ _URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 class Broker(Protocol):
     """What a scheduler asks of its broker."""
+
+    #: True if named queues and signals reach other processes through it.
+    is_shared: bool
 
     def attach(self, sched: Scheduler) -> None:
         """Start serving ``sched`` (e.g. add the coroutine that receives other processes' signals)."""
@@ -83,6 +86,9 @@ class LocalOnlyWarning:
     this object removes itself: later signals take the scheduler's fast path.
     """
 
+    #: Nothing is shared: named queues stay local.
+    is_shared = False
+
     def __init__(self, workers: int) -> None:
         self.workers = workers
 
@@ -110,3 +116,22 @@ def _getpid() -> int:
     import os
 
     return os.getpid()
+
+
+def install(sched: Scheduler, broker: Any) -> Any:
+    """Give ``sched`` the broker ``broker`` (an object or a Redis URL) unless it has a real one.
+
+    For servers handed an existing scheduler: a scheduler already with a
+    broker keeps it (several servers share one scheduler), a
+    :class:`LocalOnlyWarning` stand-in is replaced. Returns the scheduler's broker.
+    """
+    current = sched.broker
+    if current is not None and not isinstance(current, LocalOnlyWarning):
+        return current
+    resolved = resolve(broker)
+    if resolved is None:
+        return current
+    sched.broker = resolved
+    resolved.attach(sched)
+    sched.on_close(resolved.close)
+    return resolved

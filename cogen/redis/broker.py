@@ -141,6 +141,8 @@ class RedisBroker:
         self.stream_maxlen = stream_maxlen
         self.reconnect_backoff = reconnect_backoff
         self.max_backoff = max_backoff
+        #: Named queues are shared (apps may test ``sched.broker.is_shared``).
+        self.is_shared = True
         #: True while the listener is subscribed, False during an outage, None before it first tried.
         self.is_up: bool | None = None
         self._sched: Scheduler | None = None

@@ -325,7 +325,7 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
     """
     from cogen.core.schedulers import Scheduler
     from cogen.web._signals import SignalPipe
-    sched = Scheduler()
+    sched = Scheduler(broker=options.get("broker"))
     servers = listen_all(list(sockets) if sockets else list(binds), app, sched, options)
 
     def stop(signum: int) -> None:

@@ -108,6 +108,17 @@ def as_str(value: Any) -> str | None:
     return None if text.strip().lower() in ("", "none") else text
 
 
+def as_broker_url(value: Any) -> str | None:
+    """A Redis URL (``redis://``, ``rediss://``, ``unix://``) checked as redis-py reads it, or None."""
+    text = as_str(value)
+    if text is None:
+        return None
+    from cogen.redis.connection import parse_url
+
+    parse_url(text)  # ValueError names the problem
+    return text
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """One server option.
@@ -195,6 +206,10 @@ OPTIONS: tuple[Option, ...] = (
            None, None, "compat"),
     Option("reuse_port", as_bool, False, "set SO_REUSEPORT on the listening socket",
            None, None),
+    Option("broker", as_broker_url, None,
+           "a Redis URL (redis://host:6379/0) through which Signals and named "
+           "PublishSubscribeQueues reach every worker and machine sharing it",
+           "--broker", "URL"),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}

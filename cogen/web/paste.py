@@ -97,7 +97,7 @@ class PasteServer:
         from cogen.web._signals import SignalPipe
         from cogen.web.cli import describe
         from cogen.web.wsgi import WSGIServer
-        sched = Scheduler()
+        sched = Scheduler(broker=self.options.get("broker"))
         try:
             for bind in self.binds:
                 self.servers.append(WSGIServer(bind, app, sched, **self.options))

@@ -25,7 +25,23 @@ The HTTP API (all answers are JSON):
   an empty list after the poll timeout; 410 if the subscription is gone)
 - ``POST /rooms/ROOM/say``  form ``client``, ``text`` -> ``{"woken": N}``
 - ``POST /rooms/ROOM/leave`` form ``client`` -> ``{"left": true}``
+
+Several workers: with ``--workers 3`` alone, each worker has rooms of its
+own, and a poll served by another worker than the join gets 410. Give the
+server a broker and the rooms are shared by every worker::
+
+    cogen-web examples.chat.app:application --port 8080 --workers 3 --broker redis://127.0.0.1:6379/0
+    gunicorn -k cogen.web.gunicorn.CogenWorker -w 2 --env COGEN_BROKER=redis://127.0.0.1:6379/0 \
+        examples.chat.app:application
+
+Each room's queue is then a named ``PublishSubscribeQueue`` kept in a Redis
+stream: every poll, whichever worker serves it, gets the messages its client
+has not seen, in order. The client id carries the display name, so that any
+worker can say who spoke; the join history is the serving worker's, and
+idle clients are not expired (the stream is trimmed, so they pin nothing
+but their entry in the subscriber list).
 """
+import base64
 import collections
 import json
 import os
@@ -57,7 +73,8 @@ class Room:
 
     def __init__(self, name):
         self.name = name
-        self.queue = PublishSubscribeQueue()
+        # Named: shared by every worker when the server has a broker.
+        self.queue = PublishSubscribeQueue(name=f"chat:{name}")
         self.names = {}          # client id -> display name
         self.last_seen = {}      # client id -> time.monotonic() of its last request
         self.history = collections.deque(maxlen=HISTORY)
@@ -82,6 +99,29 @@ def get_room(name):
     if room is None:
         room = rooms[name] = Room(name)
     return room
+
+
+def is_shared(environ):
+    """True when the server has a broker: the rooms' queues are then shared by every worker."""
+    broker = getattr(environ["cogen"].sched, "broker", None)
+    return bool(getattr(broker, "is_shared", False))
+
+
+def new_client_id(name):
+    """A fresh client id that carries the display name (so any worker knows it)."""
+    encoded = base64.urlsafe_b64encode(name.encode("utf-8")).decode("ascii").rstrip("=")
+    return f"{secrets.token_urlsafe(12)}.{encoded}"
+
+
+def name_of(client):
+    """The display name inside a client id, or None for an id that is not one of ours."""
+    _token, dot, encoded = client.partition(".")
+    if not dot or len(encoded) > 8 * MAX_NAME:
+        return None
+    try:
+        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def outcome(environ):
@@ -143,7 +183,7 @@ def remove_client(room, client):
     """Unsubscribe ``client`` and tell the others; yields operations."""
     yield room.queue.unsubscribe(client)
     room.last_seen.pop(client, None)
-    name = room.names.pop(client, "someone")
+    name = room.names.pop(client, None) or name_of(client) or "someone"
     if room.names:
         yield room.queue.publish(room.message("left", name))
     elif rooms.get(room.name) is room:
@@ -159,9 +199,10 @@ def expire(room):
 def join(environ, start_response, room):
     form = read_form(environ)
     name = (form.get("name") or "").strip()[:MAX_NAME] or "anonymous"
-    yield from expire(room)
-    room = get_room(room.name)  # expire() forgets a room whose members all left
-    client = secrets.token_urlsafe(12)
+    if not is_shared(environ):
+        yield from expire(room)
+        room = get_room(room.name)  # expire() forgets a room whose members all left
+    client = new_client_id(name)
     history = list(room.history)
     yield room.queue.subscribe(client)
     room.names[client] = name
@@ -174,7 +215,7 @@ def join(environ, start_response, room):
 def poll(environ, start_response, room):
     query = parse_qs(environ.get("QUERY_STRING", ""))
     client = query.get("client", [""])[-1]
-    if client not in room.names:
+    if client not in room.names and not is_shared(environ):
         yield json_response(start_response, "410 Gone", {"error": "not in this room; join again"})
         return
     room.last_seen[client] = time.monotonic()
@@ -195,21 +236,24 @@ def say(environ, start_response, room):
     form = read_form(environ)
     client = form.get("client", "")
     text = (form.get("text") or "").strip()[:MAX_TEXT]
-    if client not in room.names:
+    shared = is_shared(environ)
+    name = room.names.get(client) or (name_of(client) if shared else None)
+    if name is None:
         yield json_response(start_response, "410 Gone", {"error": "not in this room; join again"})
         return
     if not text:
         yield json_response(start_response, "400 Bad Request", {"error": "say something"})
         return
     room.last_seen[client] = time.monotonic()
-    yield from expire(room)
-    yield room.queue.publish(room.message("said", room.names[client], text))
+    if not shared:
+        yield from expire(room)
+    yield room.queue.publish(room.message("said", name, text))
     woken = outcome(environ)
     yield json_response(start_response, "200 OK", {"woken": woken})
 
 
 def leave(environ, start_response, room):
     client = read_form(environ).get("client", "")
-    if client in room.names:
+    if client in room.names or (is_shared(environ) and name_of(client) is not None):
         yield from remove_client(room, client)
     yield json_response(start_response, "200 OK", {"left": True})
