@@ -91,7 +91,8 @@ class RedisServer:
         threading.Thread(target=pump, daemon=True).start()
         if not ready.wait(START_TIMEOUT) or proc.poll() is not None:
             self.kill()
-            raise RuntimeError("redis-server did not start:\n" + b"".join(self.log[-20:]).decode(errors="replace"))
+            log = b"".join(self.log[-20:]).decode(errors="replace")
+            raise RuntimeError("redis-server did not start:\n" + log)
         return self
 
     def stop(self) -> None:

@@ -79,7 +79,8 @@ def test_strings(client: Redis, request: pytest.FixtureRequest) -> None:
         out.append((yield client.ping()))
         return out
 
-    assert run(main) == [0, None, True, None, b"v1", b"v3", 1, 1, 1, 11, 9, b"9", True, b"\x00\xff", 100, True]
+    assert run(main) == [0, None, True, None, b"v1", b"v3", 1, 1, 1, 11, 9, b"9", True, b"\x00\xff", 100,
+                         True]
 
 
 def test_async_def_coroutines_await_commands(client: Redis, request: pytest.FixtureRequest) -> None:
