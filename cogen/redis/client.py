@@ -67,7 +67,8 @@ class Redis(Commands):
             connection arguments are then ignored).
 
     Results are the raw replies (see :mod:`cogen.redis.resp`) unless a
-    helper says otherwise. Errors: :class:`~cogen.redis.errors.ResponseError`
+    helper says otherwise. A client (and its pool) belongs to the scheduler
+    whose coroutines use it: it is not thread-safe. Errors: :class:`~cogen.redis.errors.ResponseError`
     for error replies, :class:`~cogen.redis.errors.ConnectionError`,
     :class:`~cogen.redis.errors.TimeoutError`.
     """

@@ -134,8 +134,11 @@ class PubSub:
         skipped. Raises :class:`~cogen.redis.errors.ConnectionError` if the
         connection broke (the next call reconnects and resubscribes).
         """
+        # Connecting (after a failure: reconnecting and subscribing again) is
+        # bounded on its own, so that timeout=0 polls and timeout=None waits
+        # both get a working connection or an error.
+        yield self._ensure(Deadline("pub/sub connect", self.params.socket_connect_timeout or 10.0))
         deadline = Deadline("pub/sub read", timeout)
-        yield self._ensure(deadline)
         while True:
             try:
                 reply = yield self.connection.read_reply(deadline, keep_pushes=False, timeout_closes=False)
