@@ -48,7 +48,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from cogen.core.coroutines import coroutine
-from cogen.core.events import OperationTimeout, Signal, Sleep, TimedOperation
+from cogen.core.events import OperationTimeout, Signal, Sleep, TimedOperation, WaitForSignal
 from cogen.core.util import PENDING, USE_DEFAULT
 from cogen.redis.client import Redis
 from cogen.redis.connection import ConnectionPool
@@ -150,6 +150,7 @@ class RedisBroker:
         self._queues: dict[str, StreamQueue] = {}
         self._closed = False
         self._origin_pid = -1
+        self._wake_key = (self, "wake")  # not a str: never crosses processes
         self._origin = ""
 
     def __repr__(self) -> str:
@@ -199,7 +200,11 @@ class RedisBroker:
 
     def close(self) -> None:
         """Stop the listener and close the connections."""
+        if self._closed:
+            return
         self._closed = True
+        if self._sched is not None:
+            Signal(self._wake_key)._fire(self._sched)  # a listener waiting to retry stops now
         if self._pubsub is not None:
             self._pubsub.close()
         self.redis.close()
@@ -239,7 +244,10 @@ class RedisBroker:
                     log.warning("broker: lost Redis at %s (%s); signals from other processes are not "
                                 "delivered until it is back; retrying", where, exc)
                     self.is_up = False
-                yield Sleep(delay)
+                try:  # a Sleep that close() can cut short
+                    yield WaitForSignal(self._wake_key, timeout=delay)
+                except OperationTimeout:
+                    pass
                 delay = min(self.max_backoff, delay * 2)
                 continue
             if msg is None:

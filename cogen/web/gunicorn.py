@@ -149,6 +149,8 @@ class CogenWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
         sched.forget_fd(fd, _Stopped())
         for srv in self._servers:
             srv.shutdown(self.cfg.graceful_timeout)
+        from cogen.web._broker import close_broker_after
+        close_broker_after(sched, self._servers)
 
     def _watch_wakeup_pipe(self) -> Generator[Any, Any, None]:
         """Drain gunicorn's signal wake-up pipe; the loop then sees ``self.alive``."""

@@ -136,6 +136,9 @@ class PasteServer:
             self._signals.close()
         for srv in self.servers:
             srv.shutdown(self.grace)
+        if self._sched is not None:
+            from cogen.web._broker import close_broker_after
+            close_broker_after(self._sched, self.servers)
 
     def shutdown(self) -> None:
         """Stop gracefully, from any thread; the call serving the app then returns."""

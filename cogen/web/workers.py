@@ -439,6 +439,7 @@ def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str,
     """Serve ``app`` on the inherited sockets until SIGTERM or the master's death."""
     from cogen.core.broker import LocalOnlyWarning
     from cogen.core.schedulers import Scheduler
+    from cogen.web._broker import close_broker_after
     from cogen.web._signals import ParentWatch, SignalPipe
     from cogen.web.wsgi import WSGIServer
     # Without a broker, the first Signal warns that it reaches this worker only.
@@ -460,6 +461,7 @@ def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str,
         parent.close()
         for srv in servers:
             srv.shutdown(grace)
+        close_broker_after(sched, servers)
 
     signals = SignalPipe(sched, {signal.SIGTERM: lambda signum: stop("received SIGTERM")})
     parent = ParentWatch(sched, alive_fd, lambda: stop("the master process is gone"))

@@ -278,3 +278,18 @@ def test_scheduler_broker_argument_is_checked() -> None:
         Scheduler(broker="http://localhost")
     with pytest.raises(TypeError, match="not a broker"):
         Scheduler(broker=object())
+
+
+def test_waiters_keep_their_own_timeout_while_redis_is_down() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+
+    def main() -> Generator[Any, Any, Any]:
+        started = time.monotonic()
+        try:
+            yield WaitForSignal("never", timeout=0.3)
+        except OperationTimeout:
+            return time.monotonic() - started
+        return None
+
+    elapsed = run_with_broker(RedisBroker(url, reconnect_backoff=0.05), main)
+    assert elapsed is not None and 0.25 <= elapsed < 2

@@ -46,6 +46,9 @@ def test_signal_from_another_process_wakes_a_request_parked_in_a_worker(
         got = result_of(thread, out)
         assert (got.status, got.body) == (200, b"from outside\n")
     assert WARNING not in "".join(server.output)
+    started = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - started < 5
 
 
 def test_several_workers_without_a_broker_warn_once_per_worker(start: Start) -> None:  # noqa: F811
@@ -101,3 +104,37 @@ def test_paste_server_factory_takes_the_broker_key(redis_server: RedisServer) ->
     assert server.options["broker"] == redis_server.url
     with pytest.raises(ValueError, match="broker"):
         paste.server_factory({}, host="127.0.0.1", port="0", broker="nope://x")
+
+
+def test_plain_requests_are_served_while_the_broker_is_down_and_the_outage_is_logged_once(
+        start: Start) -> None:  # noqa: F811
+    from tests.redis._server import free_port
+
+    server = start(*cogen_web("examples.hello:application", "--broker",
+                              f"redis://127.0.0.1:{free_port()}/0"))
+    for _ in range(5):
+        got = server.request("GET", "/")
+        assert (got.status, got.body) == (200, b"Hello, world!\n")
+    server.wait_for(re.compile("broker: lost Redis"))
+    for _ in range(5):
+        assert server.request("GET", "/").status == 200
+    started = time.monotonic()
+    assert server.stop() == 0  # a graceful stop: the broker does not keep the loop alive
+    assert time.monotonic() - started < 5
+    assert sum("lost Redis" in line for line in server.output) == 1
+
+
+def test_paste_server_with_a_broker_returns_after_shutdown(redis_server: RedisServer) -> None:
+    import threading
+
+    from cogen.web import paste
+
+    server = paste.server_factory({}, host="127.0.0.1", port="0", broker=redis_server.url,
+                                  graceful_timeout="2")
+    thread = threading.Thread(target=server, args=(app,), daemon=True)
+    thread.start()
+    assert server.ready.wait(10)
+    assert server._sched is not None and isinstance(server._sched.broker, RedisBroker)
+    server.shutdown()
+    thread.join(10)
+    assert not thread.is_alive()

@@ -21,12 +21,13 @@ from cogen.redis import (
     TimeoutError,
     parse_url,
 )
+from cogen.redis.resp import HAS_HIREDIS
 from cogen.testing import run_in_scheduler
 from tests.redis._server import RedisServer, free_port
 
 pytestmark = pytest.mark.timeout(60)
 
-PARSERS = [False, True]
+PARSERS = [False] + ([True] if HAS_HIREDIS else [])
 
 
 def run(gen_fn: Any, *args: Any) -> Any:
@@ -38,7 +39,7 @@ def protocol(request: pytest.FixtureRequest) -> int:
     return int(request.param)
 
 
-@pytest.fixture(params=PARSERS, ids=["python-parser", "hiredis"])
+@pytest.fixture(params=PARSERS, ids=["python-parser", "hiredis"][:len(PARSERS)])
 def use_hiredis(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
 
