@@ -52,6 +52,7 @@ from urllib.parse import parse_qs
 
 from cogen.core.events import OperationTimeout
 from cogen.core.pubsub import NotSubscribedError, PublishSubscribeQueue
+from cogen.errors import CogenError
 
 #: How long one poll request waits for messages before answering ``[]``.
 POLL_TIMEOUT = float(os.environ.get("CHAT_POLL_TIMEOUT", "25"))
@@ -140,6 +141,12 @@ def json_response(start_response, status, data):
     return body
 
 
+def unavailable(start_response):
+    """503: the broker (shared rooms) cannot be reached; the client retries."""
+    return json_response(start_response, "503 Service Unavailable",
+                         {"error": "the chat's message broker is unavailable; retrying"})
+
+
 def read_form(environ):
     """The urlencoded request body (already buffered by the server) as a dict."""
     try:
@@ -205,6 +212,11 @@ def join(environ, start_response, room):
     client = new_client_id(name)
     history = list(room.history)
     yield room.queue.subscribe(client)
+    try:
+        outcome(environ)
+    except CogenError:  # the broker's Redis is unreachable (BrokerError)
+        yield unavailable(start_response)
+        return
     room.names[client] = name
     room.last_seen[client] = time.monotonic()
     yield room.queue.publish(room.message("joined", name))
@@ -228,6 +240,9 @@ def poll(environ, start_response, room):
     except NotSubscribedError:  # it left (or expired) while this poll waited
         yield json_response(start_response, "410 Gone", {"error": "not in this room; join again"})
         return
+    except CogenError:  # the broker's Redis is unreachable (BrokerError)
+        yield unavailable(start_response)
+        return
     room.last_seen[client] = time.monotonic()
     yield json_response(start_response, "200 OK", {"messages": messages})
 
@@ -248,7 +263,11 @@ def say(environ, start_response, room):
     if not shared:
         yield from expire(room)
     yield room.queue.publish(room.message("said", name, text))
-    woken = outcome(environ)
+    try:
+        woken = outcome(environ)
+    except CogenError:  # the broker's Redis is unreachable: not said
+        yield unavailable(start_response)
+        return
     yield json_response(start_response, "200 OK", {"woken": woken})
 
 
