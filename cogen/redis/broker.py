@@ -24,7 +24,9 @@ A ``PublishSubscribeQueue(name=...)`` is a Redis stream ``<prefix>q:<name>``
 each mapped to the id of the last entry it fetched. ``fetch`` reads the
 entries after that id (``XREAD``) and moves the id on before returning, so
 successive fetches of one key, in any process, see every message once and
-in order. A fetch with nothing to read parks; one reader coroutine per
+in order (after a Redis failure at the wrong moment, a fetch may return
+again messages the previous one returned: at least once, never lost). A
+fetch with nothing to read parks; one reader coroutine per
 queue and process then waits in ``XREAD BLOCK`` and hands new entries to
 the parked fetches. Keys must be ``str`` (an explicit subscriber id:
 the coroutine default cannot cross processes).
@@ -379,7 +381,14 @@ class StreamQueue:
             entries = yield _Park(self, key, _ms_seq(position), timeout)
         if not entries:
             return []
-        yield self._run("fetch", "EVAL", _ADVANCE, 1, self.subscribers_key, key, entries[-1][0])
+        try:
+            yield self._run("fetch", "EVAL", _ADVANCE, 1, self.subscribers_key, key, entries[-1][0])
+        except BrokerError as exc:
+            # Redis failed while moving the position on: it may or may not
+            # have done it. Deliver what was read anyway; if the position did
+            # not move, the next fetch returns these messages again (at least
+            # once rather than lost).
+            log.debug("broker: %s; the next fetch of %r may repeat %d messages", exc, key, len(entries))
         return [decode_value(json.loads(payload)) for _id, payload in entries]
 
     # -- parking ------------------------------------------------------------------------
