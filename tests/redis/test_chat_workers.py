@@ -65,7 +65,12 @@ class Gunicorn(Example):
     """The example under gunicorn, whose master says "Listening at: http://HOST:PORT"."""
 
     def _wait_listening(self) -> tuple[str, int]:
-        match = self.wait_for(re.compile(r"Listening at: http://(?P<host>[^\s/]+):(?P<port>\d+)"))
+        try:
+            match = self.wait_for(re.compile(r"Listening at: http://(?P<host>[^\s/]+):(?P<port>\d+)"))
+        except BaseException:
+            self.proc.kill()  # the constructor fails: nobody else can stop it
+            self.proc.wait(10)
+            raise
         return match["host"], int(match["port"])
 
 
