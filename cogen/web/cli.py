@@ -357,8 +357,9 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
     bound.
     """
     from cogen.core.schedulers import Scheduler
+    from cogen.web._broker import close_broker_after
     from cogen.web._signals import SignalPipe
-    sched = Scheduler()
+    sched = Scheduler(broker=options.get("broker"))
     servers = listen_all(list(sockets) if sockets else list(binds), app, sched, options)
 
     def stop(signum: int) -> None:
@@ -366,6 +367,7 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
         signals.close()
         for srv in servers:
             srv.shutdown(grace)
+        close_broker_after(sched, servers)
 
     # Handlers first: whoever reads "listening on" may signal at once.
     signals = SignalPipe(sched, {signal.SIGTERM: stop, signal.SIGINT: stop})

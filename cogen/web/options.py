@@ -167,6 +167,17 @@ def as_auto_bool(value: Any) -> bool | None:
     return as_bool(value)
 
 
+def as_broker_url(value: Any) -> str | None:
+    """A Redis URL (``redis://``, ``rediss://``, ``unix://``) checked as redis-py reads it, or None."""
+    text = as_str(value)
+    if text is None:
+        return None
+    from cogen.redis.connection import parse_url
+
+    parse_url(text)  # ValueError names the problem
+    return text
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """One server option.
@@ -288,6 +299,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("websocket_compression", as_bool, True,
            "agree to per-message deflate (RFC 7692) when a WebSocket client offers it",
            "--websocket-compression", "BOOL", "websocket"),
+    Option("broker", as_broker_url, None,
+           "a Redis URL (redis://host:6379/0) through which Signals and named "
+           "PublishSubscribeQueues reach every worker and machine sharing it",
+           "--broker", "URL"),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}

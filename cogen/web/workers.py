@@ -431,19 +431,22 @@ class Master:
             return 2
         try:
             return _serve_worker(app, self.sockets, self.options, self.grace, self._alive_r,
-                                 status)
+                                 status, self.count)
         except Exception as exc:
             status.send(f"E{type(exc).__name__}: {exc}")
             raise
 
 
 def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str, Any],
-                  grace: float, alive_fd: int, status: _StatusPipe) -> int:
+                  grace: float, alive_fd: int, status: _StatusPipe, workers: int = 2) -> int:
     """Serve ``app`` on the inherited sockets until SIGTERM or the master's death."""
+    from cogen.core.broker import LocalOnlyWarning
     from cogen.core.schedulers import Scheduler
+    from cogen.web._broker import close_broker_after
     from cogen.web._signals import ParentWatch, SignalPipe
     from cogen.web.wsgi import WSGIServer
-    sched = Scheduler()
+    # Without a broker, the first Signal warns that it reaches this worker only.
+    sched = Scheduler(broker=options.get("broker") or LocalOnlyWarning(workers))
     servers = [WSGIServer(sock, app, sched, **options) for sock in sockets]
     for srv in servers:
         # Several processes serve this app: PEP 3333's wsgi.multiprocess.
@@ -461,6 +464,7 @@ def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str,
         parent.close()
         for srv in servers:
             srv.shutdown(grace)
+        close_broker_after(sched, servers)
 
     signals = SignalPipe(sched, {signal.SIGTERM: lambda signum: stop("received SIGTERM")})
     parent = ParentWatch(sched, alive_fd, lambda: stop("the master process is gone"))

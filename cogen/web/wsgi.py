@@ -35,6 +35,7 @@ from typing import Any
 
 import cogen.core as _cogen_core
 from cogen.core import coroutines as _coroutines
+from cogen.core.broker import install as install_broker
 from cogen.core.coroutines import Coroutine, coroutine
 from cogen.core.events import OperationTimeout, Signal, WaitForSignal
 from cogen.core.schedulers import Scheduler
@@ -244,7 +245,9 @@ class WSGIServer:
             opts["server_name"] = server_name
         self.options = opts
         self.app = app
-        self.sched = scheduler if scheduler is not None else Scheduler()
+        self.sched = scheduler if scheduler is not None else Scheduler(broker=opts["broker"])
+        if scheduler is not None and opts["broker"] is not None:
+            install_broker(scheduler, opts["broker"])
         # A socket we are handed is the caller's: closing ours must not unlink its path.
         self._owns_path = not isinstance(bind_addr, socket.socket) and not isinstance(
             getattr(bind_addr, "raw", None), socket.socket)
