@@ -143,3 +143,33 @@ def test_chat_survives_redis_killed_and_restarted_without_losing_an_acknowledged
     finally:
         chat.stop()
         redis.kill()
+
+
+def test_chat_websockets_in_every_worker_get_a_message_published_in_one(
+        start: Start, redis_server: RedisServer) -> None:  # noqa: F811
+    import json
+
+    from websockets.sync.client import connect
+
+    chat = start(*cogen_web("examples.chat.app:application", "--workers", "3", "--broker", redis_server.url),
+                 env={"CHAT_POLL_TIMEOUT": "2"})
+    chat.wait_for(re.compile(r"3 workers serving"))
+    room = f"ws-{time.monotonic_ns()}"
+    clients = [chat.request("POST", f"/rooms/{room}/join", urlencode({"name": f"w{i}"}), FORM).json()["client"]
+               for i in range(9)]
+    url = f"ws://{chat.host}:{chat.port}/rooms/{room}/ws?client="
+    # each WebSocket lives in the worker that accepted it; the say comes by POST
+    # on a connection of its own, so most sockets are in other workers than it
+    from contextlib import ExitStack
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(connect(url + client, open_timeout=10)) for client in clients]
+        said = chat.request("POST", f"/rooms/{room}/say",
+                            urlencode({"client": clients[0], "text": "to every worker"}), FORM)
+        assert said.status == 200, said.body
+        for ws in sockets:
+            deadline = time.monotonic() + 20
+            texts: list[str] = []
+            while not texts and time.monotonic() < deadline:
+                messages = json.loads(ws.recv(20))["messages"]
+                texts = [m["text"] for m in messages if m["kind"] == "said"]
+            assert texts == ["to every worker"]
