@@ -379,8 +379,36 @@ class WSGIServer:
                     except OSError:
                         pass
                 add(handle, sock, addr)
+            self._take_queued(add, handle)
         finally:
             self._close_listener()
+
+    def _take_queued(self, add: Callable[..., Any], handle: Callable[..., Any]) -> None:
+        """Accept the connections the kernel queued before the stop (bounded by the backlog).
+
+        Closing a listening socket resets the connections still in its
+        queue, yet their clients had connected before the stop began: each
+        gets its first request served (issue 18 item 5).
+        """
+        lsock = self.socket
+        if lsock.fileno() < 0:
+            return
+        is_unix = lsock.family == socket.AF_UNIX
+        room = max(1, self.options["backlog"])
+        if self.options["max_connections"]:
+            room = min(room, self.options["max_connections"] - len(self._conns))
+        for _ in range(room):
+            try:
+                sock, addr = lsock.accept()
+            except OSError:  # BlockingIOError: the queue is empty
+                return
+            sock.setblocking(False)
+            if not is_unix:
+                try:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:
+                    pass
+            add(handle, sock, addr)
 
     def _close_listener(self) -> None:
         if self.socket.fileno() >= 0:

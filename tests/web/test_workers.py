@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,64 @@ def test_workers_that_keep_failing_are_restarted_with_a_backoff(
     assert new != victim
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
+
+
+def _ignore_errors(fn: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            fn()
+        except OSError:
+            pass
+    return run
+
+
+def _connect_during_stop(port: int, timeout: float) -> str:
+    """One request on a new connection made while the server stops: how it ended."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except ConnectionRefusedError:
+        return "refused"
+    with sock:
+        try:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        except TimeoutError:
+            return "hung"
+        except ConnectionResetError:
+            return "reset"
+    return "served" if data.startswith(b"HTTP/1.1 200 ") else f"other {data[:40]!r}"
+
+
+LONG_APP = '''\
+import sys
+
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    if environ["PATH_INFO"] == "/long":
+        print("slow request started", file=sys.stderr, flush=True)
+        yield environ["cogen"].core.events.Sleep(30)
+    yield b"done"
+'''
+
+
+def test_connections_made_during_a_stop_are_refused_at_once(
+        server: StartServer, app_dir: Path) -> None:
+    # Issue 18 item 5: the master kept its listening sockets open while the
+    # workers finished, so the kernel accepted new connections nobody served.
+    write_app(app_dir, source=LONG_APP)
+    proc = server("--port", "0", "--workers", "2", "--graceful-timeout", "20")
+    port = proc.port()
+    slow = threading.Thread(target=_ignore_errors(lambda: get(port, "/long", timeout=WAIT)))
+    slow.start()
+    proc.wait_for("slow request started")
+    mark = proc.mark()
+    proc.signal(signal.SIGTERM)
+    proc.wait_count(r"received SIGTERM: shutting down gracefully", 2, start=mark)
+    outcomes = [_connect_during_stop(port, 2.0) for _ in range(20)]
+    assert outcomes == ["refused"] * 20
+    os.kill(proc.pid, signal.SIGTERM)  # the second one kills the slow worker
+    assert proc.wait() == 0
+    slow.join(WAIT)

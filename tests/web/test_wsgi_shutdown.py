@@ -15,7 +15,7 @@ import pytest
 from cogen.core.coroutines import coroutine
 from cogen.core.events import Signal, WaitForSignal
 
-from .conftest import CLIENT_TIMEOUT, get
+from .conftest import CLIENT_TIMEOUT, get, recording_app
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -262,3 +262,29 @@ def test_grace_period_covers_a_connection_accepted_just_before_shutdown(live_ser
     finally:
         client_side.close()
         server_side.close()
+
+
+def test_requests_queued_in_the_kernel_when_the_stop_begins_are_served(live_server: Any,
+                                                                       raw: Any) -> None:
+    # Issue 18 items 5 and 7: closing the listening socket resets the
+    # connections still in its accept queue, although their clients
+    # connected (and sent a request) before the stop began.
+    live = live_server(recording_app([], b"queued"))
+    clients: list[Any] = []
+
+    def connect_then_shutdown() -> None:
+        # the loop runs this function: nothing is accepted meanwhile, so the
+        # connections wait in the kernel's queue with their requests
+        for _ in range(10):
+            clients.append(raw(live).send(get("/")))
+        live.server.shutdown(5)
+
+    live.call(connect_then_shutdown)
+    for client in clients:
+        resp = client.response()
+        assert (resp.status, resp.body) == (200, b"queued")
+        assert resp.header("connection") == "close"
+        assert client.read_all() == b""
+    live.thread.join(CLIENT_TIMEOUT)
+    assert not live.thread.is_alive()
+    assert _not_served(live.address)
