@@ -120,6 +120,8 @@ class Scheduler:
         self._closed = False
         self._close_callbacks: list[Callable[[], Any]] = []
         self._thread_id: int | None = None
+        self._close_lock = threading.Lock()
+        self._closed_event = threading.Event()
 
     # -- the original's later names -------------------------------------------------
     @property
@@ -602,17 +604,34 @@ class Scheduler:
         if self._thread_id is not None and threading.get_ident() != self._thread_id:
             self.call_soon_threadsafe(lambda: None)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float | None = None) -> bool:
         """Stop the loop and release the reactor and the wake-up sockets.
 
         Coroutines still suspended are closed (``GeneratorExit`` at their
-        yield, so their ``finally`` blocks run).
+        yield, so their ``finally`` blocks run). Called from a coroutine, the
+        loop closes things when the current iteration ends. Called from
+        another thread while :meth:`run` runs, the close is handed to the loop
+        thread (closing the reactor under a running poll would kill it) and
+        this call waits up to ``timeout`` seconds (None: as long as it takes)
+        for it to be done.
+
+        Returns True once everything is closed, False if it is still to come
+        (on the loop thread, or ``timeout`` ran out).
         """
+        self._close_when_stopped = True
         self.stop()
-        if self.running and threading.get_ident() == self._thread_id:
-            self._close_when_stopped = True  # run() closes things when it returns
-            return
+        if self.running:
+            if threading.get_ident() == self._thread_id:
+                return False  # run() closes things when it returns
+            # The loop may also have just left run() without seeing the flag:
+            # whichever thread gets the lock in close() first does the work.
+            if not self._closed_event.wait(timeout):
+                if self.running:
+                    return False
+                self.close()
+            return True
         self.close()
+        return True
 
     def on_close(self, callback: Callable[[], Any]) -> None:
         """Have :meth:`close` call ``callback()`` (in registration order, once).
@@ -649,9 +668,16 @@ class Scheduler:
 
     def close(self) -> None:
         """Close suspended coroutines and release OS resources (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._release()
+        finally:
+            self._closed_event.set()
+
+    def _release(self) -> None:
         callbacks, self._close_callbacks = self._close_callbacks, []
         for callback in callbacks:
             try:

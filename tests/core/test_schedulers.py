@@ -729,3 +729,49 @@ def test_shutdown_logs_a_coroutine_that_refuses_to_close(
     assert any(r.exc_info for r in caplog.records)
     with pytest.raises(GeneratorExit):  # let it finish, so that garbage collection has nothing to complain of
         instance.gen.send(None)  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("reactor", reactors.available())
+def test_shutdown_from_another_thread_closes_on_the_loop_thread(
+        reactor: str, sockpair: tuple[socket.socket, socket.socket]) -> None:
+    # Issue 18 item 13: the reactor and the wake-up sockets were closed under
+    # the running loop (EBADF in poll, the loop thread died).
+    sched = Scheduler(reactor)
+    a, _b = sockpair
+    closed_on: list[str] = []
+    errors: list[BaseException] = []
+    parked = threading.Event()
+
+    @coroutine
+    def reader() -> Any:
+        try:
+            parked.set()
+            yield WaitReadable(a)
+        finally:
+            closed_on.append(threading.current_thread().name)
+
+    @coroutine
+    def ticker() -> Any:
+        while True:
+            yield events.Sleep(0.001)
+
+    def run() -> None:
+        try:
+            sched.run()
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    sched.add(reader)
+    sched.add(ticker)
+    thread = threading.Thread(target=run, name="loop")
+    thread.start()
+    assert parked.wait(10)
+    sched.shutdown()
+    # shutdown() waited for the loop thread to close everything
+    assert closed_on == ["loop"]
+    assert sched._wake_r.fileno() == -1
+    thread.join(10)
+    assert not thread.is_alive()
+    assert errors == []
+    sched.shutdown()  # idempotent, also once stopped
