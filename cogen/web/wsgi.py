@@ -70,6 +70,16 @@ _SERVER_ERROR = b"Internal Server Error\n"
 
 _ServerClosing = ServerClosing
 
+#: On a graceful stop, how long an idle keep-alive connection (or one
+#: accepted after the stop began) may still send its next request: a busy
+#: client sends it right after the last response, and closing at once would
+#: race it (issue 18 item 7). The request is answered with Connection: close.
+DRAIN_TIMEOUT = 1.0
+
+
+class _Drain(ServerClosing):
+    """Thrown into an idle connection's coroutine at a graceful stop: serve one last request."""
+
 
 class FileWrapper:
     """``wsgi.file_wrapper``: iterate a file in blocks, or let the server sendfile it.
@@ -147,7 +157,8 @@ def parse_bind(bind: Any) -> tuple[int, Any]:
 class _Conn:
     """What one connection coroutine shares with its helpers."""
 
-    __slots__ = ("buf", "cancelled", "coro", "drained", "fd", "idle", "op", "send_timeout", "sock", "waiter")
+    __slots__ = ("buf", "cancelled", "coro", "drained", "fd", "fresh", "idle", "op", "send_timeout",
+                 "sock", "waiter")
 
     def __init__(self, sock: Any, send_timeout: float | None) -> None:
         self.sock = sock
@@ -158,6 +169,8 @@ class _Conn:
         self.drained = False
         self.send_timeout = send_timeout
         self.idle = True
+        #: waiting for the first byte of the connection's first request
+        self.fresh = False
         self.coro: Any = None
         #: the operation the coroutine waits on instead of the socket, if any
         #: (see _Response._wait), and whether _force_close withdrew it
@@ -248,6 +261,7 @@ class WSGIServer:
         self._pool: Any = None
         self._conns: dict[int, _Conn] = {}
         self._closing = False
+        self._serve_queued = True
         self._stopped = False
         self._serve_coro: Any = None
         self._grace_timer: Any = None
@@ -379,7 +393,8 @@ class WSGIServer:
                     except OSError:
                         pass
                 add(handle, sock, addr)
-            self._take_queued(add, handle)
+            if self._serve_queued:
+                self._take_queued(add, handle)
         finally:
             self._close_listener()
 
@@ -423,22 +438,32 @@ class WSGIServer:
                     pass
             self.socket.close()
 
-    def shutdown(self, grace: float | None = 30.0) -> None:
+    def shutdown(self, grace: float | None = 30.0, serve_queued: bool = True) -> None:
         """Stop gracefully; call from the scheduler's thread (or through
         ``sched.call_soon_threadsafe``).
 
-        Stops accepting at once and closes idle keep-alive connections;
-        requests in flight may finish for ``grace`` seconds, after which their
-        connections are closed too. The :meth:`serve` coroutine then returns.
+        Stops accepting at once; the connections the kernel had already
+        queued are taken and served, unless ``serve_queued`` is false (another
+        process goes on accepting on the same socket). A connection that has not sent a byte
+        yet is closed at once; an idle keep-alive connection may send one last
+        request for :data:`DRAIN_TIMEOUT` seconds, answered with
+        ``Connection: close``; requests in flight may finish for ``grace``
+        seconds, after which their connections are closed too. The
+        :meth:`serve` coroutine then returns.
         """
         if self._closing:
             return
         self._closing = True
+        self._serve_queued = serve_queued
         fd = self.socket.fileno()
         if fd >= 0:
             self.sched.forget_fd(fd, _ServerClosing())
         for conn in list(self._conns.values()):
-            if conn.idle:
+            if conn.idle or conn.fresh and isinstance(conn.sock, ssl.SSLSocket):
+                # (a TLS socket cannot be peeked: the short drain bounds it)
+                self.sched.forget_fd(conn.fd, _Drain())
+            elif conn.fresh and not _has_data(conn.sock):
+                # a browser's spare connection: it may never send (issue 18 item 8)
                 self.sched.forget_fd(conn.fd, _ServerClosing())
         if grace is not None:
             self._grace_deadline = _monotonic() + grace
@@ -504,7 +529,12 @@ class WSGIServer:
         try:
             if self.ssl_context is not None:
                 sock = yield from self._handshake(conn)
-            yield from self._requests(conn, addr)
+            try:
+                yield from self._requests(conn, addr)
+            except _Drain:
+                # thrown in while idle: nothing of a request was read yet
+                if (yield from self._await_last_request(conn)):
+                    yield from self._requests(conn, addr)
         except ClientDisconnected as exc:
             log.debug("client %s: %s", addr, exc)
         except OperationTimeout:
@@ -515,6 +545,19 @@ class WSGIServer:
             log.debug("client %s: %s", addr, exc)
         finally:
             self._connection_closed(conn)
+
+    def _await_last_request(self, conn: _Conn) -> Generator[Any, Any, bool]:
+        """Wait up to the drain time for a request on an idle connection; True if data came."""
+        left = DRAIN_TIMEOUT
+        if self._grace_deadline is not None:
+            left = min(left, self._grace_deadline - _monotonic())
+        if left <= 0:
+            return False
+        try:
+            yield conn.waiter.wait(False, left)
+        except OperationTimeout:
+            return False
+        return True
 
     def _handshake(self, conn: _Conn) -> Generator[Any, Any, Any]:
         assert self.ssl_context is not None
@@ -560,6 +603,7 @@ class WSGIServer:
             # A new connection is not idle: its first request is served even
             # if shutdown began since the accept (graceful restarts).
             conn.idle = not first
+            conn.fresh = first
             if not conn.buf:
                 if self._closing and not first:
                     return
@@ -574,7 +618,11 @@ class WSGIServer:
                         data = recv(262144)
                         break
                     except WOULD_BLOCK:
-                        yield waiter.wait(False, header_timeout if first else keepalive_timeout)
+                        if first and self._closing:
+                            # accepted after the stop began: a short wait
+                            yield waiter.wait(False, min(DRAIN_TIMEOUT, header_timeout or 1e9))
+                        else:
+                            yield waiter.wait(False, header_timeout if first else keepalive_timeout)
                     except ssl.SSLWantWriteError:
                         yield waiter.wait(True, keepalive_timeout)
                     except OSError as exc:
@@ -584,7 +632,7 @@ class WSGIServer:
                 conn.drained = len(data) < 262144
                 conn.buf = data
                 data = b""
-            conn.idle = False
+            conn.idle = conn.fresh = False
             first = False
             try:
                 head = parse(conn.buf, max_request_line=max_line, max_header_bytes=max_bytes,
@@ -836,6 +884,16 @@ class _EmptyInput:
 
     def __next__(self) -> bytes:
         raise StopIteration
+
+
+def _has_data(sock: Any) -> bool:
+    """True if ``sock`` (not TLS) has received bytes not read yet."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return False
 
 
 @coroutine

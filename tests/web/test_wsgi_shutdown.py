@@ -288,3 +288,32 @@ def test_requests_queued_in_the_kernel_when_the_stop_begins_are_served(live_serv
     live.thread.join(CLIENT_TIMEOUT)
     assert not live.thread.is_alive()
     assert _not_served(live.address)
+
+
+def test_an_idle_keep_alive_connection_is_drained_on_a_stop(live_server: Any, raw: Any) -> None:
+    # Issue 18 item 7: the stop closed idle keep-alive connections at once,
+    # racing a busy client's next request (RemoteDisconnected, reset).
+    live = live_server(recording_app([], b"answered"))
+    clients = [raw(live) for _ in range(5)]
+    for client in clients:
+        assert client.request(get("/")).body == b"answered"
+    live.call(live.server.shutdown, 5)
+    for client in clients:
+        resp = client.request(get("/next"))  # sent after the stop began
+        assert (resp.status, resp.body) == (200, b"answered")
+        assert resp.header("connection") == "close"
+        assert client.read_all() == b""
+    live.thread.join(CLIENT_TIMEOUT)
+    assert not live.thread.is_alive()
+
+
+def test_a_drained_connection_that_sends_nothing_is_closed_soon(live_server: Any, raw: Any) -> None:
+    live = live_server(recording_app([], b"answered"))
+    client = raw(live)
+    assert client.request(get("/")).body == b"answered"
+    started = time.monotonic()
+    live.call(live.server.shutdown, 30)
+    assert client.read_all() == b""
+    live.thread.join(CLIENT_TIMEOUT)
+    assert not live.thread.is_alive()
+    assert time.monotonic() - started < 3
