@@ -77,6 +77,14 @@ _ServerClosing = ServerClosing
 DRAIN_TIMEOUT = 1.0
 
 
+#: The lingering close (as nginx's ``lingering_close``): after answering a
+#: client that may still be sending, discard what it sends for at most this
+#: long in all, this long between reads, and this many bytes.
+LINGER_TIME = 5.0
+LINGER_IDLE = 2.0
+LINGER_BYTES = 256 << 20
+
+
 class _Drain(ServerClosing):
     """Thrown into an idle connection's coroutine at a graceful stop: serve one last request."""
 
@@ -157,8 +165,8 @@ def parse_bind(bind: Any) -> tuple[int, Any]:
 class _Conn:
     """What one connection coroutine shares with its helpers."""
 
-    __slots__ = ("buf", "cancelled", "coro", "drained", "fd", "fresh", "idle", "op", "send_timeout",
-                 "sock", "waiter")
+    __slots__ = ("buf", "cancelled", "coro", "drained", "fd", "fresh", "idle", "linger", "op",
+                 "send_timeout", "sock", "waiter")
 
     def __init__(self, sock: Any, send_timeout: float | None) -> None:
         self.sock = sock
@@ -171,6 +179,8 @@ class _Conn:
         self.idle = True
         #: waiting for the first byte of the connection's first request
         self.fresh = False
+        #: the client may still be sending: close with a lingering close
+        self.linger = False
         self.coro: Any = None
         #: the operation the coroutine waits on instead of the socket, if any
         #: (see _Response._wait), and whether _force_close withdrew it
@@ -535,6 +545,8 @@ class WSGIServer:
                 # thrown in while idle: nothing of a request was read yet
                 if (yield from self._await_last_request(conn)):
                     yield from self._requests(conn, addr)
+            if conn.linger:
+                yield from self._linger(conn)
         except ClientDisconnected as exc:
             log.debug("client %s: %s", addr, exc)
         except OperationTimeout:
@@ -545,6 +557,41 @@ class WSGIServer:
             log.debug("client %s: %s", addr, exc)
         finally:
             self._connection_closed(conn)
+
+    def _linger(self, conn: _Conn) -> Generator[Any, Any, None]:
+        """Close the write side, then read and discard until EOF or a bound.
+
+        Closing a socket with unread input makes the kernel reset the
+        connection, and a client still sending its body then fails on its
+        send before it reads the response (a lost 413, or a 502 behind a
+        proxy; issue 18 item 9). Once the client has seen the FIN it stops,
+        or it finishes sending, and reads the response.
+        """
+        sock = conn.sock
+        try:
+            # (an SSLSocket drops its TLS state here: what follows is discarded raw)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        deadline = _monotonic() + LINGER_TIME
+        discarded = 0
+        while discarded < LINGER_BYTES:
+            left = deadline - _monotonic()
+            if left <= 0:
+                return
+            try:
+                data = sock.recv(262144)
+            except WOULD_BLOCK:
+                try:
+                    yield conn.waiter.wait(False, min(LINGER_IDLE, left))
+                except OperationTimeout:
+                    return
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            discarded += len(data)
 
     def _await_last_request(self, conn: _Conn) -> Generator[Any, Any, bool]:
         """Wait up to the drain time for a request on an idle connection; True if data came."""
@@ -651,7 +698,8 @@ class WSGIServer:
             except ClientDisconnected:
                 return
             except OperationTimeout:
-                yield from self._reject(conn, _RemoteProtocolError("request head timeout", 408), addr)
+                yield from self._reject(conn, _RemoteProtocolError("request head timeout", 408), addr,
+                                    linger=False)
                 return
             conn.buf = conn.buf[head.head_size:]
             if head.method == "CONNECT":
@@ -665,8 +713,11 @@ class WSGIServer:
             if not keep_open or self._closing:
                 return
 
-    def _reject(self, conn: _Conn, exc: _RemoteProtocolError, addr: Any) -> Generator[Any, Any, None]:
+    def _reject(self, conn: _Conn, exc: _RemoteProtocolError, addr: Any,
+                linger: bool = True) -> Generator[Any, Any, None]:
         log.debug("rejecting request from %s: %s %s", addr, exc.status_code, exc)
+        # a client that timed out is not sending: no need to linger for it
+        conn.linger = linger
         try:
             yield from conn.send(_http.simple_response(exc.status_code, exc.reason,
                                                        server=self.options["ident"]))
@@ -697,6 +748,7 @@ class WSGIServer:
             else:
                 # the body is not read, so the connection cannot go on after it
                 keep_open = head.keep_alive and not (head.content_length or head.chunked)
+                conn.linger = not keep_open
                 yield from self._simple(conn, 404, "Not Found", head, keep_open)
                 return keep_open
         environ["PATH_INFO"] = path
@@ -730,7 +782,7 @@ class WSGIServer:
                     return False
                 except OperationTimeout:
                     yield from self._reject(
-                        conn, _RemoteProtocolError("request body timeout", 408), peer[0])
+                        conn, _RemoteProtocolError("request body timeout", 408), peer[0], linger=False)
                     return False
                 environ["wsgi.input"] = spool = stream
                 environ["CONTENT_LENGTH"] = str(length)
@@ -764,6 +816,7 @@ class WSGIServer:
             # still waiting for 100 Continue never sent the body: close.
             ok = ok and response.keep_alive and not source.expect_continue \
                 and (yield from self._drain(source))
+            conn.linger = not ok
         if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
             self._log_access(environ, head, response, started)
         return ok and response.keep_alive
