@@ -182,6 +182,65 @@ class Scheduler:
         """Queue ``coro`` to have ``exc`` raised at its yield."""
         self.resume(coro, CoroutineException(exc), first)
 
+    def cancel(self, coro: Coroutine, exc: BaseException, op: Any = None) -> bool:
+        """Withdraw ``coro`` from whatever it waits on and raise ``exc`` at its yield.
+
+        For a coroutine parked on an operation that will not end soon (a
+        long poll whose client went away). ``op`` is the operation it
+        yielded, if known: its ``cleanup`` undoes the parking (a
+        ``WaitForSignal`` leaves the signal's waiters, a thread's ``Run`` is
+        cancelled), and a callee coroutine runs on, its outcome dropped.
+        Without ``op``, only the scheduler's own tables are searched (timers,
+        the reactor, signal waiters). A coroutine already queued to resume
+        (its wait ended in this very iteration) gets ``exc`` instead of that
+        outcome.
+
+        Call it from the loop's thread (a coroutine, or a callback). Returns
+        False, doing nothing, if ``coro`` has finished.
+        """
+        if coro.state in (Coroutine.STATE_COMPLETED, Coroutine.STATE_FAILED):
+            return False
+        value = CoroutineException(exc)
+        active = self.active
+        for index, (_val, queued) in enumerate(active):
+            if queued is coro:
+                active[index] = (value, coro)
+                return True
+        if self._ready:
+            self._ready = [(o, c) for o, c in self._ready if c is not coro]
+        timer = coro._timer
+        if timer is not None:
+            if timer is _WOKEN:
+                coro._timer = None
+            else:
+                self._kill_timer(coro, timer)
+        io = coro._io
+        if io is not None:
+            coro._io = None
+            if io >= 0:
+                self.reactor.remove_reader(io)
+            else:
+                self.reactor.remove_writer(~io)
+        if isinstance(op, Coroutine):
+            if op.caller is coro:
+                op.caller = None
+        elif op is not None:
+            try:
+                op.cleanup(self, coro)
+            except Exception:
+                log.exception("error withdrawing %r from %r", coro, op)
+        else:
+            for name, waiters in list(self.sigwait.items()):
+                if coro in waiters:
+                    waiters.remove(coro)
+                    if not waiters:
+                        del self.sigwait[name]
+            for name, (_sig, parked) in list(self.signals.items()):
+                if parked is coro:
+                    del self.signals[name]
+        active.append((value, coro))
+        return True
+
     def wait_readable(self, fd: int, owner: Any, op: Any, coro: Coroutine) -> None:
         """Park ``coro`` until ``fd`` is readable; then ``op.process`` runs again."""
         if self.reactor.add_reader(fd, owner, op, coro):

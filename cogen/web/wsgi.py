@@ -166,7 +166,7 @@ class _Conn:
     """What one connection coroutine shares with its helpers."""
 
     __slots__ = ("buf", "cancelled", "coro", "drained", "fd", "fresh", "idle", "linger", "op",
-                 "send_timeout", "sock", "waiter")
+                 "send_timeout", "sock", "waiter", "watcher")
 
     def __init__(self, sock: Any, send_timeout: float | None) -> None:
         self.sock = sock
@@ -181,6 +181,8 @@ class _Conn:
         self.fresh = False
         #: the client may still be sending: close with a lingering close
         self.linger = False
+        #: the coroutine watching the socket while the app waits (cogen.web._watch)
+        self.watcher: Any = None
         self.coro: Any = None
         #: the operation the coroutine waits on instead of the socket, if any
         #: (see _Response._wait), and whether _force_close withdrew it
