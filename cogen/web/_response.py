@@ -9,6 +9,7 @@ from typing import Any
 from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation, OperationTimeout
 from cogen.web import http as _http
+from cogen.web._body import _Immediate
 from cogen.web._io import PARKED, ClientDisconnected, ServerClosing, send_file
 from cogen.web._watch import start_watch, stop_watch
 
@@ -172,7 +173,8 @@ class _Response:
         :mod:`cogen.web._watch`.
         """
         source = gate.source
-        watched = source is None or source.done
+        # (a read of a buffered body completes at once: nothing to watch for)
+        watched = (source is None or source.done) and op.__class__ is not _Immediate
         if watched:
             start_watch(self.server.sched, self.conn)
         try:

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 :func:`run_master` binds every address once, in the master, so ``--port 0``
-gets one real port and the sockets stay open for the master's whole life:
+gets one real port and the sockets stay open until the master stops:
 while at least one process holds a listening socket the kernel keeps queueing
 connections on it, so replacing workers never refuses a connection. It then
 forks the workers (``os.fork``; POSIX only). A worker imports the app itself,

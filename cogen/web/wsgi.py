@@ -76,7 +76,6 @@ _ServerClosing = ServerClosing
 #: race it (issue 18 item 7). The request is answered with Connection: close.
 DRAIN_TIMEOUT = 1.0
 
-
 #: The lingering close (as nginx's ``lingering_close``): after answering a
 #: client that may still be sending, discard what it sends for at most this
 #: long in all, this long between reads, and this many bytes.
@@ -455,13 +454,13 @@ class WSGIServer:
         ``sched.call_soon_threadsafe``).
 
         Stops accepting at once; the connections the kernel had already
-        queued are taken and served, unless ``serve_queued`` is false (another
-        process goes on accepting on the same socket). A connection that has not sent a byte
-        yet is closed at once; an idle keep-alive connection may send one last
-        request for :data:`DRAIN_TIMEOUT` seconds, answered with
-        ``Connection: close``; requests in flight may finish for ``grace``
-        seconds, after which their connections are closed too. The
-        :meth:`serve` coroutine then returns.
+        queued are taken and served, unless ``serve_queued`` is false
+        (another process goes on accepting on the same socket). A connection
+        that has not sent a byte yet is closed at once; an idle keep-alive
+        connection may send one last request within :data:`DRAIN_TIMEOUT`
+        seconds, answered with ``Connection: close``; requests in flight may
+        finish for ``grace`` seconds, after which their connections are
+        closed too. The :meth:`serve` coroutine then returns.
         """
         if self._closing:
             return
@@ -655,7 +654,11 @@ class WSGIServer:
             conn.fresh = first
             if not conn.buf:
                 if self._closing and not first:
-                    return
+                    # The last response announced keep-alive (its head went
+                    # before the stop began): the client may be sending its
+                    # next request right now. Answer one that comes soon.
+                    if not (yield from self._await_last_request(conn)):
+                        return
                 if conn.drained and not first and not is_tls:
                     # Right after a response the next request has rarely come
                     # yet: wait for it rather than make a recv that fails. The
@@ -700,8 +703,8 @@ class WSGIServer:
             except ClientDisconnected:
                 return
             except OperationTimeout:
-                yield from self._reject(conn, _RemoteProtocolError("request head timeout", 408), addr,
-                                    linger=False)
+                yield from self._reject(conn, _RemoteProtocolError("request head timeout", 408),
+                                        addr, linger=False)
                 return
             conn.buf = conn.buf[head.head_size:]
             if head.method == "CONNECT":
@@ -712,7 +715,10 @@ class WSGIServer:
                 return
             keep_open = yield from self._request(conn, head, peer)
             head = None
-            if not keep_open or self._closing:
+            if not keep_open:
+                # (during a stop every response says Connection: close,
+                # so the connection ends here unless its head was sent
+                # before the stop)
                 return
 
     def _reject(self, conn: _Conn, exc: _RemoteProtocolError, addr: Any,
@@ -945,9 +951,7 @@ def _has_data(sock: Any) -> bool:
     """True if ``sock`` (not TLS) has received bytes not read yet."""
     try:
         return bool(sock.recv(1, socket.MSG_PEEK))
-    except (BlockingIOError, InterruptedError):
-        return False
-    except OSError:
+    except OSError:  # BlockingIOError: nothing yet; any other error: nothing to serve
         return False
 
 

@@ -317,3 +317,33 @@ def test_a_drained_connection_that_sends_nothing_is_closed_soon(live_server: Any
     live.thread.join(CLIENT_TIMEOUT)
     assert not live.thread.is_alive()
     assert time.monotonic() - started < 3
+
+
+def test_a_response_that_announced_keep_alive_before_the_stop_answers_one_more(
+        live_server: Any, raw: Any) -> None:
+    # Issue 18 item 7: the head said keep-alive, so the client may send (or
+    # have pipelined) its next request; the stop must not drop it.
+    in_app = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", TEXT)
+        yield b"head sent; "
+        if environ["PATH_INFO"] == "/slow":
+            in_app.set()
+            yield environ["cogen"].core.events.Sleep(0.3)
+        yield b"done " + environ["PATH_INFO"].encode()
+
+    live = live_server(app)
+    client = raw(live)
+    client.send(get("/slow") + get("/pipelined"))
+    assert in_app.wait(CLIENT_TIMEOUT)
+    live.call(live.server.shutdown, 5)
+    first = client.response()
+    assert first.body == b"head sent; done /slow"
+    assert first.header("connection") is None  # keep-alive, announced before the stop
+    second = client.response()
+    assert second.body == b"head sent; done /pipelined"
+    assert second.header("connection") == "close"
+    assert client.read_all() == b""
+    live.thread.join(CLIENT_TIMEOUT)
+    assert not live.thread.is_alive()
