@@ -75,6 +75,10 @@ _ServerClosing = ServerClosing
 #: client sends it right after the last response, and closing at once would
 #: race it (issue 18 item 7). The request is answered with Connection: close.
 DRAIN_TIMEOUT = 1.0
+#: A connection accepted longer ago than this that has sent nothing is a
+#: browser's spare connection, closed at once on a stop (issue 18 item 8); a
+#: younger one may just not have had its request arrive yet: it gets the drain.
+SPARE_AGE = 0.5
 
 #: The lingering close (as nginx's ``lingering_close``): after answering a
 #: client that may still be sending, discard what it sends for at most this
@@ -164,8 +168,8 @@ def parse_bind(bind: Any) -> tuple[int, Any]:
 class _Conn:
     """What one connection coroutine shares with its helpers."""
 
-    __slots__ = ("buf", "cancelled", "coro", "drained", "fd", "fresh", "idle", "linger", "op",
-                 "send_timeout", "sock", "waiter", "watcher")
+    __slots__ = ("accepted", "buf", "cancelled", "coro", "drained", "fd", "fresh", "idle", "linger",
+                 "op", "send_timeout", "sock", "waiter", "watcher")
 
     def __init__(self, sock: Any, send_timeout: float | None) -> None:
         self.sock = sock
@@ -178,6 +182,7 @@ class _Conn:
         self.idle = True
         #: waiting for the first byte of the connection's first request
         self.fresh = False
+        self.accepted = _monotonic()
         #: the client may still be sending: close with a lingering close
         self.linger = False
         #: the coroutine watching the socket while the app waits (cogen.web._watch)
@@ -469,13 +474,16 @@ class WSGIServer:
         fd = self.socket.fileno()
         if fd >= 0:
             self.sched.forget_fd(fd, _ServerClosing())
+        spare_before = _monotonic() - SPARE_AGE
         for conn in list(self._conns.values()):
-            if conn.idle or conn.fresh and isinstance(conn.sock, ssl.SSLSocket):
-                # (a TLS socket cannot be peeked: the short drain bounds it)
+            if conn.idle:
                 self.sched.forget_fd(conn.fd, _Drain())
             elif conn.fresh and not _has_data(conn.sock):
-                # a browser's spare connection: it may never send (issue 18 item 8)
-                self.sched.forget_fd(conn.fd, _ServerClosing())
+                if conn.accepted < spare_before:
+                    # a browser's spare connection: it may never send (issue 18 item 8)
+                    self.sched.forget_fd(conn.fd, _ServerClosing())
+                else:
+                    self.sched.forget_fd(conn.fd, _Drain())
         if grace is not None:
             self._grace_deadline = _monotonic() + grace
         if self._conns and grace is not None:
@@ -948,8 +956,12 @@ class _EmptyInput:
 
 
 def _has_data(sock: Any) -> bool:
-    """True if ``sock`` (not TLS) has received bytes not read yet."""
+    """True if ``sock`` has received bytes not read yet."""
     try:
+        if isinstance(sock, ssl.SSLSocket):
+            # its TLS layer may hold decrypted bytes; SSLSocket.recv takes no
+            # flags, so the kernel's buffer is peeked through the plain socket
+            return sock.pending() > 0 or bool(socket.socket.recv(sock, 1, socket.MSG_PEEK))
         return bool(sock.recv(1, socket.MSG_PEEK))
     except OSError:  # BlockingIOError: nothing yet; any other error: nothing to serve
         return False

@@ -6,6 +6,7 @@ import re
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -296,10 +297,15 @@ def test_connections_made_during_a_stop_are_refused_at_once(
     mark = proc.mark()
     proc.signal(signal.SIGTERM)
     proc.wait_count(r"received SIGTERM: shutting down gracefully", 2, start=mark)
+    started = time.monotonic()
     outcomes = [_connect_during_stop(port, 2.0) for _ in range(20)]
-    # one made before a worker got to its stop is served; none may hang
-    assert set(outcomes) <= {"refused", "served"}, outcomes
+    # None may hang. One made before a worker got to its stop is served; one
+    # that races the very close of the last listening socket is reset at
+    # once, as with any server (gunicorn, nginx): the kernel resets what is
+    # still queued when the socket goes.
+    assert set(outcomes) <= {"refused", "served", "reset"}, outcomes
     assert outcomes[-10:] == ["refused"] * 10, outcomes
+    assert time.monotonic() - started < 2.0
     os.kill(proc.pid, signal.SIGTERM)  # the second one kills the slow worker
     assert proc.wait() == 0
     slow.join(WAIT)
