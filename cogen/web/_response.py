@@ -206,8 +206,10 @@ class _Response:
         :mod:`cogen.web._watch`.
         """
         source = gate.source
-        # (a read of a buffered body completes at once: nothing to watch for)
-        watched = (source is None or source.done) and op.__class__ is not _Immediate
+        # (a read of a buffered body completes at once: nothing to watch for;
+        # on a WebSocket upgrade request the socket is the WebSocket's to read)
+        watched = (source is None or source.done) and op.__class__ is not _Immediate \
+            and not gate.websocket
         if watched:
             start_watch(self.server.sched, self.conn)
         try:
