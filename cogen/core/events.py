@@ -330,8 +330,10 @@ class AddCoro(Operation):
 class Join(TimedOperation):
     """Wait for a coroutine to finish; result: its return value.
 
-    If it failed, its exception is raised in the joining coroutine. Joining a
-    coroutine that already finished completes at once.
+    If it failed, the result is None, as in the original cogen: the exception
+    stays on the joined coroutine (``coro.exception``, also logged on the
+    ``cogen`` logger) and is not raised in the joiner. Joining a coroutine
+    that already finished completes at once.
     """
 
     __slots__ = ("coro",)
@@ -345,9 +347,7 @@ class Join(TimedOperation):
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         target = self.coro
         if target.state >= target.STATE_COMPLETED:
-            if target.exception is not None:
-                raise target.exception
-            return target.result
+            return target.result  # None for a failed one
         if target.waiters:
             target.waiters.append(coro)
         else:

@@ -478,13 +478,15 @@ class Scheduler:
         if caller is not None:
             coro.caller = None
             self.active.appendleft((value, caller))
-        elif exc is not None and not coro.waiters:
+        elif exc is not None:
             log.error("unhandled exception in coroutine %r", coro, exc_info=exc)
         if coro.waiters:
+            # Joiners get the return value, None for a failed coroutine (as in
+            # the original): the exception stays on coro.exception.
             waiters = coro.waiters
             coro.waiters = ()
             for w in waiters:
-                self.resume(w, value)
+                self.resume(w, result)
 
     def _process_ready(self) -> None:
         ready = self._ready
