@@ -284,11 +284,15 @@ class Signal(TimedOperation):
         return self._fire_waiters(sched, waiters, bool(prio & priority.OP))
 
     def _fire_waiters(self, sched: Scheduler, waiters: list[Coroutine], first: bool) -> int:
-        """Resume ``waiters`` with the value, in order, ahead of the queue if ``first``."""
+        """Resume ``waiters`` with the value: in order, or if ``first`` ahead of the queue.
+
+        Ahead of the queue they go in reverse order (the last to wait runs
+        first), as the original's ``deque.extendleft`` put them.
+        """
         value = self.value
         resume = sched.resume
         if first:
-            for wcoro in reversed(waiters):
+            for wcoro in waiters:
                 resume(wcoro, value, True)
         else:
             for wcoro in waiters:

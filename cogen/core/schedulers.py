@@ -407,7 +407,7 @@ class Scheduler:
                     waiters = sigwait.pop(op.name, None)
                     if waiters is None:
                         result = 0
-                    elif prio >= 2:  # the OP bit: the woken go first, in order
+                    elif prio >= 2:  # the OP bit: the woken go first, the last to wait first
                         result = op._fire_waiters(self, waiters, True)
                     else:
                         value = op.value
