@@ -6,8 +6,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from cogen.common import coroutine, events, priority
 from cogen.core import pubsub
+
+#: cogen's deliberate deviation (docs/porting.rst, "Publish/subscribe").
+LATE_SUBSCRIBER = (
+    "a subscriber sees only what is published after it subscribed; the original gave "
+    "a new subscriber every message still stored (published since the last compact()). "
+    "With the CORO bit the publisher goes on at once and publishes 3 and 4 before "
+    "lazy_foo subscribes")
+
+
+def mark_late_subscriber(request: pytest.FixtureRequest, prio: int) -> None:
+    """Under the CORO bit these tests hit the deviation: mark them (strictly)."""
+    if prio & priority.CORO:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=LATE_SUBSCRIBER))
 
 
 def test_pubsub(compat_sched: Any, prio: int) -> None:
@@ -50,7 +65,8 @@ def test_pubsub(compat_sched: Any, prio: int) -> None:
     assert msgs == [0, 1, 2, 3, 4, "OK", 0, 1, 2, 3, 4]
 
 
-def test_compact(compat_sched: Any, prio: int) -> None:
+def test_compact(compat_sched: Any, prio: int, request: pytest.FixtureRequest) -> None:
+    mark_late_subscriber(request, prio)
     m = compat_sched()
     q = pubsub.PublishSubscribeQueue()
     msgs: list[Any] = []
@@ -80,7 +96,8 @@ def test_compact(compat_sched: Any, prio: int) -> None:
     assert msgs == [3, 4]
 
 
-def test_compact2(compat_sched: Any, prio: int) -> None:
+def test_compact2(compat_sched: Any, prio: int, request: pytest.FixtureRequest) -> None:
+    mark_late_subscriber(request, prio)
     m = compat_sched()
     q = pubsub.PublishSubscribeQueue()
     msgs: list[Any] = []
