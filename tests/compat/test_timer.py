@@ -28,6 +28,7 @@ def test_sock_connect_timeout(compat_sched: Any, prio: int, run_thread: Any) -> 
     msgs: list[float] = []
     failures: list[str] = []
     second_addr: list[Any] = []
+    opened: list[Any] = []  # closed at the end (the original left them open)
 
     @coroutine
     def sleeper(secs):
@@ -42,6 +43,7 @@ def test_sock_connect_timeout(compat_sched: Any, prio: int, run_thread: Any) -> 
             yield events.Sleep(1 * SCALE)
             msgs.append(time.time() - now)
             cli = sockets.Socket()
+            opened.append(cli)
             yield sockets.Connect(cli, local_addr, prio=prio, timeout=5)
             cli.settimeout(2 * SCALE)
             fh = cli.makefile()
@@ -52,12 +54,13 @@ def test_sock_connect_timeout(compat_sched: Any, prio: int, run_thread: Any) -> 
                 msgs.append(time.time() - now)
 
             srv = sockets.Socket()
+            opened.append(srv)
             srv.bind(("127.0.0.1", 0))
             srv.listen(10)
             second_addr.append(srv.getsockname())
 
             ev.set()
-            yield sockets.Accept(srv, prio=prio, timeout=5)
+            opened.append((yield sockets.Accept(srv, prio=prio, timeout=5))[0])
             try:
                 now = time.time()
                 yield sockets.Accept(srv, timeout=3 * SCALE, prio=prio)
@@ -86,6 +89,8 @@ def test_sock_connect_timeout(compat_sched: Any, prio: int, run_thread: Any) -> 
     thread.join_checked()
     local_sock.close()
     conn.close()
+    for s in opened:
+        s.close()
     assert not failures, failures[0]
     assert len(m.proactor) == 0
     assert len(m.active) == 0

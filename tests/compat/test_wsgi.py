@@ -38,6 +38,12 @@ class WebTestBase:
     def app(self, environ: dict[str, Any], start_response: Any) -> Any:
         raise NotImplementedError
 
+    def new_conn(self, timeout: float = 10) -> http.client.HTTPConnection:
+        """The original's ``self.conn = httplib.HTTPConnection(...)`` (closing the previous one)."""
+        self.conn.close()
+        self.conn = http.client.HTTPConnection(*self.local_addr, timeout=timeout)
+        return self.conn
+
     @pytest.fixture(autouse=True)
     def web(self, compat_sched: Any) -> Iterator[None]:
         app: Any = self.app
@@ -80,8 +86,7 @@ class TestLazyStartResponse(WebTestBase):
         return [b""]
 
     def test_app(self) -> None:
-        # timeout=5: the original's socket.setdefaulttimeout(5)
-        self.conn = http.client.HTTPConnection(*self.local_addr, timeout=5)
+        self.new_conn(timeout=5)  # the original's socket.setdefaulttimeout(5)
         self.conn.connect()
         self.conn.request("GET", "/")
         resp = self.conn.getresponse().read()
@@ -227,7 +232,7 @@ class TestFileWrapper(WebTestBase):
 
     def test_http10_conn_close(self) -> None:
         for sz in [10, 100, 300]:
-            self.conn = http.client.HTTPConnection(*self.local_addr, timeout=10)
+            self.new_conn()
             self.conn.connect()
             self._http10(self.conn)
             self.conn.auto_open = 0
@@ -264,7 +269,7 @@ class TestFileWrapper(WebTestBase):
 
     def test_http11_conn_close(self) -> None:
         for sz in [10, 100, 300]:
-            self.conn = http.client.HTTPConnection(*self.local_addr, timeout=10)
+            self.new_conn()
             self.conn.connect()
             self.conn.auto_open = 0
             self.conn.request("GET", f"/{sz}/cl", headers={"Connection": "close"})
