@@ -239,8 +239,8 @@ class Queue:
         a get makes room (at most ``timeout`` seconds, then
         ``OperationTimeout`` is raised and the item was not inserted), or,
         with ``block=False``, raises :class:`Full` in the coroutine
-        (``timeout`` is then ignored). With the ``priority.OP`` bit in
-        ``prio`` a getter it wakes runs before the coroutines already queued.
+        (``timeout`` is then ignored). Who runs first when it wakes a getter
+        depends on the priorities, as :class:`QPut` describes.
         """
         return QPut(self, item, block, timeout, prio)
 
@@ -251,8 +251,8 @@ class Queue:
         ``timeout`` seconds, then ``OperationTimeout`` is raised and no item
         was consumed), or, with ``block=False``, raises :class:`Empty` in the
         coroutine. Making room on a full queue moves the oldest parked
-        putter's item in and wakes that putter (first, with the
-        ``priority.OP`` bit).
+        putter's item in and wakes that putter; who runs first depends on the
+        priorities, as :class:`QGet` describes.
         """
         return QGet(self, block, timeout, prio)
 

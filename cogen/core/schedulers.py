@@ -273,8 +273,9 @@ class Scheduler:
 
         Only for operations that must place their own coroutine on the run
         queue relative to others (``WaitForSignal`` firing a parked
-        ``Signal``), from a ``process`` called when the coroutine yields the
-        operation; ``_run_active`` consumes the marker right after.
+        ``Signal``, the queue and pipe hand-offs), from a ``process`` called
+        when the coroutine yields the operation; ``_run_active`` consumes the
+        marker right after.
         """
         coro._timer = _WOKEN
 
