@@ -104,7 +104,8 @@ class IterateToken(Operation):
 
     Result of ``yield token``: the value of the producer's next
     ``chunk(value)``, or the sentinel once the producer has finished or the
-    iteration was stopped.
+    iteration was stopped. Raises ``RuntimeError`` if another coroutine is
+    already waiting on the same token.
     """
 
     __slots__ = ("_consumer", "_driver", "_parked", "_sched", "_started", "finished", "sentinel",
@@ -130,6 +131,9 @@ class IterateToken(Operation):
                 parked, self._parked = self._parked, None
                 sched.throw(parked, IterationStopped())
             return _run_next(sched, self, coro, self.sentinel)
+        if self._consumer is not None:
+            raise RuntimeError(f"{self!r} is already being waited on by {self._consumer!r}; "
+                               f"one consumer at a time")
         self._consumer = coro
         if not self._started:
             self._started = True

@@ -245,3 +245,32 @@ def test_iterate_refuses_a_started_instance_and_non_coroutines(sched: Scheduler)
 
 def test_iteration_stopped_is_a_cogen_error() -> None:
     assert issubclass(IterationStopped, CogenError)
+
+
+def test_a_second_coroutine_waiting_on_the_same_token_gets_runtime_error(sched: Scheduler) -> None:
+    @coroutine
+    def producer() -> Any:
+        yield events.Sleep(0.01)
+        yield chunk("only")
+
+    tokens: list[Any] = []
+
+    @coroutine
+    def consumer() -> Any:
+        it = yield Iterate(producer)
+        tokens.append(it)
+        return (yield it)
+
+    @coroutine
+    def intruder() -> Any:
+        yield events.Sleep(0)
+        try:
+            yield tokens[0]
+        except RuntimeError as exc:
+            return str(exc)
+
+    c = sched.add(consumer)
+    i = sched.add(intruder)
+    sched.run()
+    assert c.result == "only"
+    assert "already being waited on" in i.result
