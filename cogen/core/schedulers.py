@@ -358,8 +358,9 @@ class Scheduler:
 
         Only for operations that must place their own coroutine on the run
         queue relative to others (``WaitForSignal`` firing a parked
-        ``Signal``), from a ``process`` called when the coroutine yields the
-        operation; ``_run_active`` consumes the marker right after.
+        ``Signal``, the queue and pipe hand-offs), from a ``process`` called
+        when the coroutine yields the operation; ``_run_active`` consumes the
+        marker right after.
         """
         coro._timer = _WOKEN
 
@@ -493,7 +494,7 @@ class Scheduler:
                     waiters = sigwait.pop(op.name, None)
                     if waiters is None:
                         result = 0
-                    elif prio >= 2:  # the OP bit: the woken go first, in order
+                    elif prio >= 2:  # the OP bit: the woken go first, the last to wait first
                         result = op._fire_waiters(self, waiters, True)
                     else:
                         value = op.value
@@ -564,13 +565,15 @@ class Scheduler:
         if caller is not None:
             coro.caller = None
             self.active.appendleft((value, caller))
-        elif exc is not None and not coro.waiters:
+        elif exc is not None:
             log.error("unhandled exception in coroutine %r", coro, exc_info=exc)
         if coro.waiters:
+            # Joiners get the return value, None for a failed coroutine (as in
+            # the original): the exception stays on coro.exception.
             waiters = coro.waiters
             coro.waiters = ()
             for w in waiters:
-                self.resume(w, value)
+                self.resume(w, result)
 
     def _process_ready(self) -> None:
         ready = self._ready
