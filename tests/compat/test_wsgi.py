@@ -284,7 +284,6 @@ class TestFileWrapper(WebTestBase):
 
 
 
-@pytest.mark.xfail(strict=False, reason="needs the cross-thread shutdown fix")
 def test_shutdown_from_another_thread(make_sched: Any) -> None:
     """The original's tearDown: ``sched.shutdown()`` from the test's thread stops the server's loop."""
     def app(environ: dict[str, Any], start_response: Any) -> Any:
