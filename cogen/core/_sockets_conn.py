@@ -21,12 +21,10 @@ from typing import TYPE_CHECKING, Any, cast
 from cogen.core._sockets_errors import SocketError, error_from_errno, translate
 from cogen.core._sockets_ops import (
     _TCP_FAMILIES,
-    _WANT_WRITE,
     SocketOperation,
-    _SSLWantRead,
-    _SSLWantWrite,
     check_data,
 )
+from cogen.core.io import SSL_WANT_READ, WANT_WRITE, handshake_step
 from cogen.core.util import PENDING, USE_DEFAULT, priority
 
 if TYPE_CHECKING:
@@ -169,14 +167,12 @@ class Handshake(SocketOperation):
         if not sock._tls:
             raise SocketError(f"Handshake on {sock!r}, which is not a TLS socket; wrap it first")
         try:
-            cast(ssl.SSLSocket, sock._sock).do_handshake()
-        except _SSLWantRead:
-            return self._wait_read(sched, coro)
-        except _SSLWantWrite:
-            return self._wait_write(sched, coro)
+            writing = handshake_step(cast(ssl.SSLSocket, sock._sock))
         except OSError as exc:
             raise translate(exc, sock._fd < 0) from exc
-        return sock
+        if writing is None:
+            return sock
+        return self._wait_write(sched, coro) if writing else self._wait_read(sched, coro)
 
 
 class SendFile(SocketOperation):
@@ -287,10 +283,10 @@ class SendFile(SocketOperation):
                 chunk = memoryview(data).cast("B")
             try:
                 n = send(chunk)
-            except _WANT_WRITE:
+            except WANT_WRITE:
                 self._chunk = chunk
                 return self._wait_write(sched, coro)
-            except _SSLWantRead:
+            except SSL_WANT_READ:
                 self._chunk = chunk
                 return self._wait_read(sched, coro)
             except OSError as exc:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import errno
 import socket as _std
-import ssl
 from typing import TYPE_CHECKING, Any
 
 from cogen.core._sockets_errors import (
@@ -42,6 +41,7 @@ from cogen.core._sockets_errors import (
     translate,
 )
 from cogen.core.events import TimedOperation
+from cogen.core.io import SSL_WANT_READ, SSL_WANT_WRITE, WANT_WRITE, WOULD_BLOCK
 from cogen.core.util import PENDING, USE_DEFAULT, priority
 
 if TYPE_CHECKING:
@@ -68,10 +68,6 @@ CHUNK = 65536
 #: The largest single ``recv`` of ``ReadAll`` (bigger reads only cost memory).
 _BIG_CHUNK = 1 << 20
 
-_WANT_READ = (BlockingIOError, ssl.SSLWantReadError)
-_WANT_WRITE = (BlockingIOError, ssl.SSLWantWriteError)
-_SSLWantRead = ssl.SSLWantReadError
-_SSLWantWrite = ssl.SSLWantWriteError
 _TCP_FAMILIES = frozenset(f for f in (getattr(_std, "AF_INET", None), getattr(_std, "AF_INET6", None))
                           if f is not None)
 
@@ -208,9 +204,9 @@ class Read(SocketOperation):
             raise _eof(sock)
         try:
             data = sock._sock.recv(self.bufsize)
-        except _WANT_READ:
+        except WOULD_BLOCK:
             return self._wait_read(sched, coro)
-        except _SSLWantWrite:
+        except SSL_WANT_WRITE:
             return self._wait_write(sched, coro)
         except OSError as exc:
             raise translate(exc, sock._fd < 0) from exc
@@ -263,9 +259,9 @@ class ReadAll(SocketOperation):
             want = size - have
             try:
                 data = recv(CHUNK if want <= CHUNK else (min(_BIG_CHUNK, want)))
-            except _WANT_READ:
+            except WOULD_BLOCK:
                 return self._wait_read(sched, coro)
-            except _SSLWantWrite:
+            except SSL_WANT_WRITE:
                 return self._wait_write(sched, coro)
             except OSError as exc:
                 raise translate(exc, sock._fd < 0) from exc
@@ -342,9 +338,9 @@ class ReadLine(SocketOperation):
             self._scan = have
             try:
                 data = recv(CHUNK)
-            except _WANT_READ:
+            except WOULD_BLOCK:
                 return self._wait_read(sched, coro)
-            except _SSLWantWrite:
+            except SSL_WANT_WRITE:
                 return self._wait_write(sched, coro)
             except OSError as exc:
                 raise translate(exc, sock._fd < 0) from exc
@@ -392,9 +388,9 @@ class Write(SocketOperation):
         sock = self.sock
         try:
             return sock._sock.send(self.data)
-        except _WANT_WRITE:
+        except WANT_WRITE:
             return self._wait_write(sched, coro)
-        except _SSLWantRead:
+        except SSL_WANT_READ:
             return self._wait_read(sched, coro)
         except OSError as exc:
             raise translate(exc, sock._fd < 0) from exc
@@ -450,9 +446,9 @@ class WriteAll(SocketOperation):
                     self._view = None  # let go of the caller's buffer at once
                     return total
                 view = self._view = view[n:]
-        except _WANT_WRITE:
+        except WANT_WRITE:
             return self._wait_write(sched, coro)
-        except _SSLWantRead:
+        except SSL_WANT_READ:
             return self._wait_read(sched, coro)
         except OSError as exc:
             self._view = None

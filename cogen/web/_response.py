@@ -10,9 +10,10 @@ from typing import Any
 
 from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation, OperationTimeout
+from cogen.core.io import PARKED, ClientDisconnected, send_file
 from cogen.web import http as _http
 from cogen.web._body import _Immediate
-from cogen.web._io import PARKED, ClientDisconnected, ServerClosing, send_file
+from cogen.web._io import ServerClosing
 from cogen.web._watch import start_watch, stop_watch
 
 __all__ = ["_Response"]

@@ -24,9 +24,9 @@ import socket
 from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
+from cogen.core.io import WaitIO
 from cogen.core.schedulers import Scheduler
 from cogen.errors import CogenError
-from cogen.web._io import WaitIO
 
 __all__ = ["ParentWatch", "SignalPipe"]
 

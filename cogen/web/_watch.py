@@ -12,7 +12,7 @@ waits for the socket to become readable meanwhile:
 - EOF or an error: the client is gone. The connection's coroutine is
   withdrawn from the operation (:meth:`Scheduler.cancel
   <cogen.core.schedulers.Scheduler.cancel>`) and gets
-  :class:`~cogen.web._io.ClientDisconnected`; the response code then closes
+  :class:`~cogen.core.io.ClientDisconnected`; the response code then closes
   the app iterable and the connection.
 - data (a pipelined request): appended to the connection's buffer, where the
   request loop finds it next; past a bound the watch ends (the client is
@@ -29,8 +29,9 @@ from typing import Any
 
 from cogen.core import coroutines as _coroutines
 from cogen.core.coroutines import Coroutine
+from cogen.core.io import WOULD_BLOCK, ClientDisconnected, WaitIO
 from cogen.errors import CogenError
-from cogen.web._io import WOULD_BLOCK, ClientDisconnected, ServerClosing, WaitIO
+from cogen.web._io import ServerClosing
 
 __all__ = ["start_watch", "stop_watch"]
 

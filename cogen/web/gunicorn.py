@@ -158,7 +158,7 @@ class CogenWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
 
     def _watch_wakeup_pipe(self) -> Generator[Any, Any, None]:
         """Drain gunicorn's signal wake-up pipe; the loop then sees ``self.alive``."""
-        from cogen.web._io import WaitIO
+        from cogen.core.io import WaitIO
         fd = self.PIPE[0]
         waiter = WaitIO(fd, self)
         try:

@@ -46,9 +46,9 @@ from cogen.core import coroutines as _coroutines
 from cogen.core._sockets_errors import ConnectionClosed as _SocketConnectionClosed
 from cogen.core.coroutines import Coroutine
 from cogen.core.events import OperationTimeout
+from cogen.core.io import PARKED, WOULD_BLOCK, ClientDisconnected, WaitIO, send_all
 from cogen.errors import CogenError
 from cogen.web import http as _http
-from cogen.web._io import PARKED, WOULD_BLOCK, ClientDisconnected, WaitIO, send_all
 
 if TYPE_CHECKING:
     from wsproto.connection import Connection

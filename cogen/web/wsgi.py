@@ -8,7 +8,7 @@ reads until :func:`cogen.web.http.parse_request_head` returns a head, reads
 the body (unless the app streams it) into memory or a temporary file, builds
 the PEP 3333 environ, calls the app, and sends what the app yields. Socket
 calls are made directly on the non-blocking socket; only when one would block
-does the coroutine yield a :class:`~cogen.web._io.WaitIO`, so a small request
+does the coroutine yield a :class:`~cogen.core.io.WaitIO`, so a small request
 costs one ``recv`` and one ``send``.
 
 Items the app yields that are cogen operations (directly, or recorded on
@@ -38,18 +38,13 @@ from cogen.core import coroutines as _coroutines
 from cogen.core.broker import install as install_broker
 from cogen.core.coroutines import Coroutine, coroutine
 from cogen.core.events import OperationTimeout, Signal, WaitForSignal
+from cogen.core.io import WANT_WRITE, WOULD_BLOCK, ClientDisconnected, WaitIO, handshake, recv_some, send_all
 from cogen.core.schedulers import Scheduler
 from cogen.web import http as _http
 from cogen.web._body import BodySource, UnreadableInput, read_whole_body
 from cogen.web._environ import _KEYS as _HEADER_KEYS
 from cogen.web._environ import ERRORS, ProxyRules, decode_path, header_key
-from cogen.web._io import (
-    WOULD_BLOCK,
-    ClientDisconnected,
-    ServerClosing,
-    WaitIO,
-    send_all,
-)
+from cogen.web._io import ServerClosing
 from cogen.web._response import _Response
 from cogen.web.extensions import CogenGate, _Proxy, is_streaming_input
 from cogen.web.options import OPTIONS_BY_NAME, resolve_options
@@ -215,29 +210,15 @@ class _Conn:
 
     def recv_more(self, timeout: float | None) -> Generator[Any, Any, None]:
         """Append at least one more received byte to ``buf``; ClientDisconnected at EOF."""
-        recv = self.sock.recv
-        while True:
-            try:
-                data = recv(262144)
-            except WOULD_BLOCK:
-                yield self.waiter.wait(False, timeout)
-                continue
-            except ssl.SSLWantWriteError:
-                yield self.waiter.wait(True, timeout)
-                continue
-            except OSError as exc:
-                raise ClientDisconnected(f"recv failed: {exc}") from exc
-            if not data:
-                raise ClientDisconnected("the client closed the connection mid-request")
-            self.drained = len(data) < 262144
-            self.buf = self.buf + data if self.buf else data
-            return
+        data = yield from recv_some(self.sock, self.waiter, 262144, timeout)
+        self.drained = len(data) < 262144
+        self.buf = self.buf + data if self.buf else data
 
     def send(self, data: bytes) -> Generator[Any, Any, int]:
         """Send all of ``data``; returns its length."""
         try:
             n = self.sock.send(data)
-        except WOULD_BLOCK + (ssl.SSLWantWriteError,):
+        except WANT_WRITE + WOULD_BLOCK:
             n = 0
         except OSError as exc:
             raise ClientDisconnected(f"send failed: {exc}") from exc
@@ -694,16 +675,7 @@ class WSGIServer:
         conn.sock = tls
         conn.waiter.owner = tls
         deadline = _monotonic() + (self.options["header_timeout"] or 30.0)
-        while True:
-            try:
-                tls.do_handshake()
-                return tls
-            except ssl.SSLWantReadError:
-                yield conn.waiter.wait(False, max(0.0, deadline - _monotonic()))
-            except ssl.SSLWantWriteError:
-                yield conn.waiter.wait(True, max(0.0, deadline - _monotonic()))
-            except (ssl.SSLError, OSError) as exc:
-                raise ClientDisconnected(f"TLS handshake failed: {exc}") from exc
+        return (yield from handshake(tls, conn.waiter, deadline, _monotonic))
 
     def _requests(self, conn: _Conn, addr: Any) -> Generator[Any, Any, None]:
         """Serve requests on one connection until it should close."""
