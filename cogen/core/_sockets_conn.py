@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from cogen.core._sockets_errors import SocketError, error_from_errno, translate
 from cogen.core._sockets_ops import (
-    _TCP_FAMILIES,
     SocketOperation,
     check_data,
 )
+from cogen.core.address import TCP_FAMILIES
 from cogen.core.io import SSL_WANT_READ, WANT_WRITE, handshake_step
 from cogen.core.util import PENDING, USE_DEFAULT, priority
 
@@ -118,7 +118,7 @@ class Connect(SocketOperation):
         if err == 0 or err == errno.EISCONN:
             return self._connected()
         if err in (errno.EINPROGRESS, errno.EALREADY, errno.EINTR) or (
-                err == errno.EWOULDBLOCK and raw.family not in _TCP_FAMILIES):
+                err == errno.EWOULDBLOCK and raw.family not in TCP_FAMILIES):
             if err == errno.EWOULDBLOCK:
                 sock._sched = sched
                 self._retry = sched.call_later(self.RETRY_DELAY, self._retry_now, sched, coro)
@@ -129,7 +129,7 @@ class Connect(SocketOperation):
 
     def _connected(self) -> Socket:
         sock = self.sock
-        if sock._sock.family in _TCP_FAMILIES:
+        if sock._sock.family in TCP_FAMILIES:
             try:
                 sock._sock.setsockopt(_std.IPPROTO_TCP, _std.TCP_NODELAY, 1)
             except OSError:  # pragma: no cover - e.g. a raw socket

@@ -31,7 +31,6 @@ Handshake and SendFile live in :mod:`cogen.core._sockets_conn`.
 from __future__ import annotations
 
 import errno
-import socket as _std
 from typing import TYPE_CHECKING, Any
 
 from cogen.core._sockets_errors import (
@@ -68,8 +67,6 @@ CHUNK = 65536
 #: The largest single ``recv`` of ``ReadAll`` (bigger reads only cost memory).
 _BIG_CHUNK = 1 << 20
 
-_TCP_FAMILIES = frozenset(f for f in (getattr(_std, "AF_INET", None), getattr(_std, "AF_INET6", None))
-                          if f is not None)
 
 
 def _take(buf: bytearray, n: int) -> bytes:

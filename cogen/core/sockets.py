@@ -65,6 +65,7 @@ from cogen.core._sockets_ops import (
     Write,
     WriteAll,
 )
+from cogen.core.address import TCP_FAMILIES, UNIX, parse_address
 from cogen.core.util import USE_DEFAULT, priority
 
 __all__ = [
@@ -114,7 +115,6 @@ del _name
 
 #: True where ``SO_REUSEPORT`` exists (several processes accepting on one port).
 HAS_REUSEPORT = hasattr(_std, "SO_REUSEPORT")
-_TCP_FAMILIES = frozenset(getattr(_std, n) for n in ("AF_INET", "AF_INET6") if hasattr(_std, n))
 _DEFAULT_BACKLOG = 1024
 
 
@@ -194,7 +194,7 @@ class Socket:
     def _accepted(self, conn: _std.socket) -> Socket:
         """Wrap a connection ``Accept`` got on this listening socket."""
         conn.setblocking(False)
-        if conn.family in _TCP_FAMILIES:
+        if conn.family in TCP_FAMILIES:
             conn.setsockopt(_std.IPPROTO_TCP, _std.TCP_NODELAY, 1)
         ctx = self._ssl_context
         if ctx is not None:
@@ -488,33 +488,14 @@ def wrap_socket(sock: Socket | _std.socket, ssl_context: ssl.SSLContext, server_
 
 def _parse_addr(addr: Any, family: int | None) -> tuple[int, Any]:
     """``(family, bind address)`` for the address forms :func:`listen` takes."""
-    unix = getattr(_std, "AF_UNIX", None)
-    if isinstance(addr, os.PathLike):
-        addr = os.fspath(addr)
-    if isinstance(addr, bytes):
-        return unix, addr  # type: ignore[return-value]
-    if isinstance(addr, int) and not isinstance(addr, bool):
-        addr = ("", addr)
-    elif isinstance(addr, str) and addr.isdigit():
-        addr = ("", int(addr))
-    elif isinstance(addr, str):
-        if addr.startswith("unix:"):
-            return unix, addr[5:]  # type: ignore[return-value]
-        if family == unix or "/" in addr or addr.startswith("\0") or ":" not in addr:
-            if unix is None:
-                raise ValueError(f"Unix-domain sockets are not supported here: {addr!r}")
-            return unix, addr
-        host, _, port_s = addr.rpartition(":")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        try:
-            addr = (host, int(port_s))
-        except ValueError:
-            raise ValueError(f"invalid port {port_s!r} in address {addr!r}") from None
-    if not isinstance(addr, tuple) or len(addr) < 2:
-        raise ValueError(f"cannot listen on {addr!r}: give (host, port), 'host:port', "
-                         f"'unix:/path' or a path")
-    host, port = addr[0] or "", addr[1]
+    if family is not None and family == UNIX and isinstance(addr, str) and not addr.startswith("unix:"):
+        return UNIX, addr
+    is_unix, addr = parse_address(addr)
+    if is_unix:
+        if UNIX is None:
+            raise ValueError(f"Unix-domain sockets are not supported here: {addr!r}")
+        return UNIX, addr
+    host, port = addr[0], addr[1]
     if not host:
         if family == _std.AF_INET6:
             return family, ("::", port) + tuple(addr[2:])
@@ -577,7 +558,7 @@ def listen(addr: Any, backlog: int | None = None, reuse_port: bool = False, fami
     family, sockaddr = _parse_addr(addr, family)
     sock = Socket(family, _std.SOCK_STREAM)
     try:
-        if family in _TCP_FAMILIES:
+        if family in TCP_FAMILIES:
             sock.setsockopt(_std.SOL_SOCKET, _std.SO_REUSEADDR, 1)
         else:
             _remove_stale_unix_socket(sockaddr)

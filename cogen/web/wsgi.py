@@ -35,6 +35,7 @@ from typing import Any
 
 import cogen.core as _cogen_core
 from cogen.core import coroutines as _coroutines
+from cogen.core.address import parse_address
 from cogen.core.broker import install as install_broker
 from cogen.core.coroutines import Coroutine, coroutine
 from cogen.core.events import OperationTimeout, Signal, WaitForSignal
@@ -148,36 +149,20 @@ def _set_socket_owner(path: Any, mode: int | None, group: int | None) -> None:
 def parse_bind(bind: Any) -> tuple[int, Any]:
     """Turn a bind address into ``(family, sockaddr)``.
 
-    Accepts ``(host, port)`` tuples, ``'HOST:PORT'``, ``'[::1]:PORT'``,
-    ``'unix:/path'`` and bare ``'/path'`` strings. Raises ValueError naming
-    the bad value.
+    The grammar is core's (:mod:`cogen.core.address`): ``(host, port)``
+    tuples, ``'HOST:PORT'``, ``'[::1]:PORT'``, a bare ``'PORT'``,
+    ``'unix:/path'`` and absolute ``'/path'`` strings; a relative path
+    needs ``unix:``. Host names are not resolved: the family is IPv6 for a
+    host with a ``:``, else IPv4. Raises ValueError naming the bad value.
     """
-    if isinstance(bind, tuple):
-        host, port = bind[0], bind[1]
-    elif isinstance(bind, str):
-        if bind.startswith("unix:"):
-            return socket.AF_UNIX, bind[5:]
-        if bind.startswith("/"):
-            return socket.AF_UNIX, bind
-        if bind.startswith("["):
-            host, sep, port = bind[1:].partition("]:")
-            if not sep:
-                raise ValueError(f"invalid bind address {bind!r}: want [IPV6]:PORT")
-        else:
-            host, sep, port = bind.rpartition(":")
-            if not sep:
-                raise ValueError(f"invalid bind address {bind!r}: want HOST:PORT or unix:PATH")
-    else:
+    if not isinstance(bind, (tuple, str)):
         raise ValueError(f"invalid bind address {bind!r}")
-    try:
-        port = int(port)
-        if not 0 <= port <= 65535:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ValueError(f"invalid port {port!r} in bind address {bind!r}") from None
-    host = host or "0.0.0.0"
+    is_unix, addr = parse_address(bind, relative_paths=False)
+    if is_unix:
+        return socket.AF_UNIX, addr
+    host = addr[0] or "0.0.0.0"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return family, (host, port)
+    return family, (host, addr[1])
 
 
 class _Conn:
