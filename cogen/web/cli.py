@@ -357,8 +357,8 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
     bound.
     """
     from cogen.core.schedulers import Scheduler
+    from cogen.core.signals import SignalPipe
     from cogen.web._broker import close_broker_after
-    from cogen.web._signals import SignalPipe
     sched = Scheduler(broker=options.get("broker"))
     servers = listen_all(list(sockets) if sockets else list(binds), app, sched, options)
 

@@ -97,7 +97,7 @@ class PasteServer:
         Raises OSError if an address cannot be bound (nothing is left open).
         """
         from cogen.core.schedulers import Scheduler
-        from cogen.web._signals import SignalPipe
+        from cogen.core.signals import SignalPipe
         from cogen.web.cli import describe
         from cogen.web.wsgi import WSGIServer
         sched = Scheduler(broker=self.options.get("broker"))

@@ -450,8 +450,8 @@ def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str,
     """Serve ``app`` on the inherited sockets until SIGTERM or the master's death."""
     from cogen.core.broker import LocalOnlyWarning
     from cogen.core.schedulers import Scheduler
+    from cogen.core.signals import ParentWatch, SignalPipe
     from cogen.web._broker import close_broker_after
-    from cogen.web._signals import ParentWatch, SignalPipe
     from cogen.web.wsgi import WSGIServer
     # Without a broker, the first Signal warns that it reaches this worker only.
     sched = Scheduler(broker=options.get("broker") or LocalOnlyWarning(workers))

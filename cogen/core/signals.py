@@ -17,7 +17,6 @@ closes the write end and the read end reports EOF.
 """
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
@@ -29,8 +28,6 @@ from cogen.core.schedulers import Scheduler
 from cogen.errors import CogenError
 
 __all__ = ["ParentWatch", "SignalPipe"]
-
-log = logging.getLogger("cogen.web")
 
 
 class _Closed(CogenError):
