@@ -112,7 +112,7 @@ class SchedulerThread:
     def __init__(self, reactor: Any = None, **sched_kwargs: Any) -> None:
         self.sched = Scheduler(reactor=reactor, **sched_kwargs)
         # keeps run() waiting while nothing is scheduled yet
-        self.sched.pending_external += 1
+        self.sched.expect_external()
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="cogen-scheduler", daemon=True)
         self._thread.start()

@@ -120,7 +120,7 @@ class Connect(SocketOperation):
         if err in (errno.EINPROGRESS, errno.EALREADY, errno.EINTR) or (
                 err == errno.EWOULDBLOCK and raw.family not in TCP_FAMILIES):
             if err == errno.EWOULDBLOCK:
-                sock._sched = sched
+                sock.attach(sched)
                 self._retry = sched.call_later(self.RETRY_DELAY, self._retry_now, sched, coro)
                 return PENDING
             self._in_progress = True

@@ -41,7 +41,7 @@ from cogen.core._sockets_errors import (
 )
 from cogen.core.events import TimedOperation
 from cogen.core.io import SSL_WANT_READ, SSL_WANT_WRITE, WANT_WRITE, WOULD_BLOCK
-from cogen.core.util import PENDING, USE_DEFAULT, priority
+from cogen.core.util import USE_DEFAULT, priority
 
 if TYPE_CHECKING:
     from cogen.core.coroutines import Coroutine
@@ -148,20 +148,10 @@ class SocketOperation(TimedOperation):
             _explicit_timeout(self, sock, timeout, prio)
 
     def _wait_read(self, sched: Scheduler, coro: Coroutine) -> Any:
-        sock = self.sock
-        if sock._fd < 0:
-            raise SocketClosed(errno.EBADF, "the socket was closed")
-        sock._sched = sched
-        sched.wait_readable(sock._fd, sock._owner, self, coro)
-        return PENDING
+        return self.sock.park_reader(sched, self, coro)
 
     def _wait_write(self, sched: Scheduler, coro: Coroutine) -> Any:
-        sock = self.sock
-        if sock._fd < 0:
-            raise SocketClosed(errno.EBADF, "the socket was closed")
-        sock._sched = sched
-        sched.wait_writable(sock._fd, sock._owner, self, coro)
-        return PENDING
+        return self.sock.park_writer(sched, self, coro)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} on {self.sock!r}>"
@@ -209,7 +199,7 @@ class Read(SocketOperation):
             raise translate(exc, sock._fd < 0) from exc
         if data:
             return data
-        sock._eof = True
+        sock.mark_eof()
         raise _eof(sock)
 
 
@@ -263,7 +253,7 @@ class ReadAll(SocketOperation):
             except OSError as exc:
                 raise translate(exc, sock._fd < 0) from exc
             if not data:
-                sock._eof = True
+                sock.mark_eof()
                 continue
             if not have and len(data) == size:
                 return data
@@ -342,7 +332,7 @@ class ReadLine(SocketOperation):
             except OSError as exc:
                 raise translate(exc, sock._fd < 0) from exc
             if not data:
-                sock._eof = True
+                sock.mark_eof()
                 continue
             if have:
                 buf += data

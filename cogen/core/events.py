@@ -187,7 +187,7 @@ class Sleep(Operation):
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         if self.delay <= 0:
             return self
-        sched._sleep(self.delay, self, coro)
+        sched.resume_after(self.delay, coro, self)
         return PENDING
 
     def __repr__(self) -> str:
@@ -220,31 +220,21 @@ class WaitForSignal(TimedOperation):
         self.name = name
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
-        waiters = sched.sigwait.get(self.name)
-        if waiters is None:
-            waiters = sched.sigwait[self.name] = []
-        waiters.append(coro)
-        pending = sched.signals.get(self.name)
-        if pending is not None and len(waiters) >= pending[0].recipients:
+        waiting = sched.add_signal_waiter(self.name, coro)
+        pending = sched.parked_signal(self.name)
+        if pending is not None and waiting >= pending[0].recipients:
             sig, sigcoro = pending
-            del sched.signals[self.name]
+            sched.unpark_signal(self.name)
             woken = sig._fire(sched)  # this coroutine included
             # as in the original, the parked signaller goes after the woken
             # waiters, or before them all when its priority has the CORO bit
             prio = sig.prio if sig.prio >= 0 else sched.default_priority
             sched.resume(sigcoro, woken, bool(prio & priority.CORO))
-            sched._woke_own(self, coro)
+            sched.woke_itself(coro)
         return PENDING
 
     def cleanup(self, sched: Scheduler, coro: Coroutine) -> None:
-        waiters = sched.sigwait.get(self.name)
-        if waiters:
-            try:
-                waiters.remove(coro)
-            except ValueError:
-                pass
-            if not waiters:
-                del sched.sigwait[self.name]
+        sched.remove_signal_waiter(self.name, coro)
 
     def __repr__(self) -> str:
         return f"<WaitForSignal {self.name!r}>"
@@ -278,14 +268,13 @@ class Signal(TimedOperation):
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         if sched.broker is not None and not self.recipients:
             return sched.broker.signal(self, sched, coro)
-        waiting = sched.sigwait.get(self.name)
-        if self.recipients and (waiting is None or len(waiting) < self.recipients):
-            sched.signals[self.name] = (self, coro)
+        if self.recipients and sched.signal_waiter_count(self.name) < self.recipients:
+            sched.park_signal(self.name, self, coro)
             return PENDING
         return self._fire(sched)
 
     def _fire(self, sched: Scheduler) -> int:
-        waiters = sched.sigwait.pop(self.name, None)
+        waiters = sched.take_signal_waiters(self.name)
         if not waiters:
             return 0
         prio = self.prio if self.prio >= 0 else sched.default_priority
@@ -308,9 +297,9 @@ class Signal(TimedOperation):
         return len(waiters)
 
     def cleanup(self, sched: Scheduler, coro: Coroutine) -> None:
-        pending = sched.signals.get(self.name)
+        pending = sched.parked_signal(self.name)
         if pending is not None and pending[1] is coro:
-            del sched.signals[self.name]
+            sched.unpark_signal(self.name)
 
     def __repr__(self) -> str:
         return f"<Signal {self.name!r}>"

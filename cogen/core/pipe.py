@@ -78,7 +78,7 @@ sentinel = end_sentinel = chunk_sentinel()
 def _run_next(sched: Scheduler, op: Operation, coro: Coroutine, value: Any) -> Any:
     """Resume ``coro``, which yielded ``op``, with ``value`` before anything queued."""
     sched.resume(coro, value, True)
-    sched._woke_own(op, coro)
+    sched.woke_itself(coro)
     return PENDING
 
 

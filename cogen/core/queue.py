@@ -71,7 +71,7 @@ def _run_next(sched: Scheduler, op: TimedOperation, coro: Coroutine, value: Any)
     very front of the run queue is the same order.
     """
     sched.resume(coro, value, True)
-    sched._woke_own(op, coro)
+    sched.woke_itself(coro)
     return PENDING
 
 
@@ -107,7 +107,7 @@ class QGet(TimedOperation):
                 if pprio & priority.CORO:
                     sched.resume(coro, item, bool(pprio & priority.OP))
                     psched.resume(pcoro, pop, True)
-                    sched._woke_own(self, coro)
+                    sched.woke_itself(coro)
                     return PENDING
                 psched.resume(pcoro, pop, bool(pprio & priority.OP))
             return _run_next(sched, self, coro, item)
@@ -153,7 +153,7 @@ class QPut(TimedOperation):
             if prio:
                 sched.resume(coro, self, bool(prio & priority.CORO))
                 gsched.resume(gcoro, self.item, True)
-                sched._woke_own(self, coro)
+                sched.woke_itself(coro)
                 return PENDING
             gsched.resume(gcoro, self.item, bool(_prio(gop, gsched)))
             return _run_next(sched, self, coro, self)

@@ -57,7 +57,7 @@ log = logging.getLogger("cogen")
 _SLEEP, _TIMEOUT, _CALL = 1, 2, 3
 _monotonic = time.monotonic
 
-#: Put in ``coro._timer`` (see ``_woke_own``) by an operation whose
+#: Put in ``coro._timer`` (see ``woke_itself``) by an operation whose
 #: ``process`` woke its own coroutine and still returns ``PENDING``: the
 #: scheduler then arms no deadline for that wait, which is already over, and
 #: clears the marker. A dead timer entry, so ``resume`` treats it as nothing
@@ -265,6 +265,77 @@ class Scheduler:
         active.append((value, coro))
         return True
 
+    def resume_after(self, delay: float, coro: Coroutine, value: Any) -> None:
+        """Park ``coro`` for ``delay`` seconds, then queue it to be resumed with ``value``.
+
+        For a ``process`` that then returns ``PENDING`` (``Sleep``); the
+        timer is the coroutine's own, so no deadline is armed besides it, and
+        :meth:`resume` or :meth:`cancel` withdraw it.
+        """
+        coro._timer = self._push_timer(delay, _SLEEP, value, coro)
+
+    def woke_itself(self, coro: Coroutine) -> None:
+        """Say that ``process`` queued its own ``coro`` and still returns PENDING: arm no deadline.
+
+        Only for operations that must place their own coroutine on the run
+        queue relative to others (``WaitForSignal`` firing a parked
+        ``Signal``, the queue and pipe hand-offs), from a ``process`` called
+        when the coroutine yields the operation; the loop consumes the
+        marker right after.
+        """
+        coro._timer = _WOKEN
+
+    def expect_external(self) -> None:
+        """Count one wait on something outside the loop (a thread): ``run()`` waits for it."""
+        self.pending_external += 1
+
+    def external_done(self) -> None:
+        """Uncount a wait :meth:`expect_external` counted (it ended or was withdrawn)."""
+        self.pending_external -= 1
+
+    # -- the signal tables (Signal and WaitForSignal) --------------------------------
+    def add_signal_waiter(self, name: Any, coro: Coroutine) -> int:
+        """Add ``coro`` to the waiters of signal ``name``; returns how many wait now."""
+        waiters = self.sigwait.get(name)
+        if waiters is None:
+            self.sigwait[name] = [coro]
+            return 1
+        waiters.append(coro)
+        return len(waiters)
+
+    def remove_signal_waiter(self, name: Any, coro: Coroutine) -> None:
+        """Take ``coro`` off the waiters of ``name`` (nothing if it is not there)."""
+        waiters = self.sigwait.get(name)
+        if waiters:
+            try:
+                waiters.remove(coro)
+            except ValueError:
+                pass
+            if not waiters:
+                del self.sigwait[name]
+
+    def signal_waiter_count(self, name: Any) -> int:
+        """How many coroutines wait for signal ``name``."""
+        waiters = self.sigwait.get(name)
+        return 0 if waiters is None else len(waiters)
+
+    def take_signal_waiters(self, name: Any) -> list[Coroutine]:
+        """Remove and return the waiters of ``name``, in the order they came (maybe empty)."""
+        return self.sigwait.pop(name, None) or []
+
+    def park_signal(self, name: Any, op: Any, coro: Coroutine) -> None:
+        """Park a ``Signal(recipients=N)`` and its ``coro`` until enough waiters come."""
+        self.signals[name] = (op, coro)
+
+    def parked_signal(self, name: Any) -> tuple[Any, Coroutine] | None:
+        """The ``(Signal, coroutine)`` parked on ``name``, or None."""
+        return self.signals.get(name)
+
+    def unpark_signal(self, name: Any) -> None:
+        """Forget the Signal parked on ``name`` (nothing if none is)."""
+        self.signals.pop(name, None)
+
+    # -- the reactor ----------------------------------------------------------------
     def wait_readable(self, fd: int, owner: Any, op: Any, coro: Coroutine) -> None:
         """Park ``coro`` until ``fd`` is readable; then ``op.process`` runs again."""
         if self.reactor.add_reader(fd, owner, op, coro):
@@ -327,9 +398,6 @@ class Scheduler:
         self._timers_live += 1
         return entry
 
-    def _sleep(self, delay: float, op: Any, coro: Coroutine) -> None:
-        coro._timer = self._push_timer(delay, _SLEEP, op, coro)
-
     def _arm(self, op: Any, coro: Coroutine, timeout: Any) -> None:
         """Give ``coro`` the deadline of the timed operation it just parked on."""
         if timeout is USE_DEFAULT:
@@ -352,17 +420,6 @@ class Scheduler:
     def _cancel_timer(self, coro: Coroutine) -> None:
         if coro._timer is not None:
             self._kill_timer(coro, coro._timer)
-
-    def _woke_own(self, op: Any, coro: Coroutine) -> None:
-        """``op.process`` queued ``coro`` itself and returns PENDING: arm no deadline.
-
-        Only for operations that must place their own coroutine on the run
-        queue relative to others (``WaitForSignal`` firing a parked
-        ``Signal``, the queue and pipe hand-offs), from a ``process`` called
-        when the coroutine yields the operation; ``_run_active`` consumes the
-        marker right after.
-        """
-        coro._timer = _WOKEN
 
     def _fire_timers(self, now: float) -> None:
         timers = self.timers
@@ -467,12 +524,13 @@ class Scheduler:
                     break
                 # Fast paths: the commonest operations are done here, without
                 # their process() calls (only for these exact classes, so that
-                # subclasses overriding process() get theirs). Keep them in step
-                # with Sleep.process, WaitForSignal.process and Signal._fire.
+                # subclasses overriding process() get theirs). They must do what
+                # Sleep.process, WaitForSignal.process and Signal._fire do:
+                # tests/core/test_fast_path.py runs every case through both.
                 cls = type(op)
                 if cls is Sleep:
                     if op.delay > 0:
-                        self._sleep(op.delay, op, coro)
+                        self.resume_after(op.delay, coro, op)
                     else:
                         append((op, coro))
                     break

@@ -66,7 +66,7 @@ from cogen.core._sockets_ops import (
     WriteAll,
 )
 from cogen.core.address import TCP_FAMILIES, UNIX, parse_address
-from cogen.core.util import USE_DEFAULT, priority
+from cogen.core.util import PENDING, USE_DEFAULT, priority
 
 __all__ = [
     "HAS_REUSEPORT",
@@ -338,6 +338,36 @@ class Socket:
             self._sched = None
             sched.forget_fd(fd, SocketClosed(errno.EBADF, "the socket was closed while waiting on it"))
         self._sock.close()
+
+    # -- what the socket operations call (docs/internals.rst, "The operation interface")
+    def park_reader(self, sched: Any, op: Any, coro: Any) -> Any:
+        """Park ``coro`` until this socket is readable, then ``op.process`` runs again.
+
+        Returns ``PENDING`` (for ``process`` to return). Raises SocketClosed
+        if the socket is closed; a later :meth:`close` throws SocketClosed
+        into the parked coroutine.
+        """
+        if self._fd < 0:
+            raise SocketClosed(errno.EBADF, "the socket was closed")
+        self._sched = sched
+        sched.wait_readable(self._fd, self._owner, op, coro)
+        return PENDING
+
+    def park_writer(self, sched: Any, op: Any, coro: Any) -> Any:
+        """As :meth:`park_reader`, until the socket is writable."""
+        if self._fd < 0:
+            raise SocketClosed(errno.EBADF, "the socket was closed")
+        self._sched = sched
+        sched.wait_writable(self._fd, self._owner, op, coro)
+        return PENDING
+
+    def attach(self, sched: Any) -> None:
+        """Note that an operation on this socket waits in ``sched`` (not on its descriptor)."""
+        self._sched = sched
+
+    def mark_eof(self) -> None:
+        """Note that a read saw the end of the stream: later reads raise ConnectionClosed."""
+        self._eof = True
 
     def __enter__(self) -> Socket:  # noqa: PYI034 (typing.Self needs 3.11)
         return self

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 Yielding :class:`Run` submits the callable to a bounded pool
 (:class:`ThreadPool`, a ``concurrent.futures.ThreadPoolExecutor``) and parks
-the coroutine, counting it in ``sched.pending_external`` so that
+the coroutine, counting it with ``sched.expect_external()`` so that
 ``Scheduler.run()`` keeps waiting for it. When the callable returns or
 raises, the future's done-callback (in the worker thread) hands the outcome
 to the loop with one ``sched.call_soon_threadsafe``; there the coroutine is
@@ -274,7 +274,7 @@ class Run(TimedOperation):
         self._sched = sched
         self._coro = coro
         self._future = future
-        sched.pending_external += 1
+        sched.expect_external()
         future.add_done_callback(self._finished)
         return PENDING
 
@@ -290,7 +290,7 @@ class Run(TimedOperation):
         sched = self._sched
         if coro is None or future is None or sched is None:
             return  # timed out: the outcome is discarded
-        sched.pending_external -= 1
+        sched.external_done()
         prio = self.prio if self.prio >= 0 else sched.default_priority
         first = bool(prio & priority.CORO)
         if future.cancelled():
@@ -306,7 +306,7 @@ class Run(TimedOperation):
         if self._coro is None:
             return
         self._coro = None
-        sched.pending_external -= 1
+        sched.external_done()
         if self._future is not None:
             self._future.cancel()
 
