@@ -8,12 +8,9 @@ from typing import Any
 
 from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation
-from cogen.web.http import ChunkedDecoder
+from cogen.web.http import CONTINUE_RESPONSE, ChunkedDecoder
 
 __all__ = ["AsyncInput", "BodySource", "UnreadableInput", "read_whole_body"]
-
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
 
 class BodySource:
     """The body of one request, read off its connection piece by piece.
@@ -95,7 +92,7 @@ class BodySource:
                     return bytes(data)
             if self.expect_continue:
                 self.expect_continue = False
-                yield from conn.send(CONTINUE)
+                yield from conn.send(CONTINUE_RESPONSE)
             yield from conn.recv_more(self.timeout)
 
 

@@ -12,7 +12,7 @@ __all__ = ["DEFAULT_TRUSTED_HEADERS", "PROXY_HEADERS", "ErrorStream", "ProxyRule
 
 # Header names seen before -> their environ keys: clients send the same dozen
 # names on every request. The names come from clients, so the cache is
-# bounded in entries and in name length (as NAME_CACHE in _http_common is);
+# bounded in entries and in name length (as NAME_CACHE in cogen.web.http._common is);
 # past the limit, a new name's key is computed on every use instead.
 _KEYS: dict[str, str] = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
 KEY_CACHE_LIMIT = 1000

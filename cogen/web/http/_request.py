@@ -15,7 +15,7 @@ import ipaddress
 import re
 from typing import Final
 
-from cogen.web._http_common import (
+from cogen.web.http._common import (
     FIELD_BYTES_NO_CRLF,
     TOKEN_CHARS,
     TOKEN_RE,

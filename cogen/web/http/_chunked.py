@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from cogen.web._http_common import (
+from cogen.web.http._common import (
     NAME_CACHE,
     RemoteProtocolError,
     explain_field_lines,

@@ -70,8 +70,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeAlias
 
-from cogen.web._http_chunked import ChunkedDecoder
-from cogen.web._http_common import (
+from cogen.web.http._chunked import ChunkedDecoder
+from cogen.web.http._common import (
     FIELD_BYTES_NO_CRLF,
     NAME_CACHE,
     TOKEN_CHARS,
@@ -80,7 +80,7 @@ from cogen.web._http_common import (
     RemoteProtocolError,
     field_name,
 )
-from cogen.web._http_request import (
+from cogen.web.http._request import (
     VALID_HOSTS,
     check_framing_fields,
     check_host,
@@ -91,7 +91,7 @@ from cogen.web._http_request import (
     skip_empty_lines,
     split_other_target,
 )
-from cogen.web._http_response import (
+from cogen.web.http._response import (
     CONTINUE_RESPONSE,
     LAST_CHUNK,
     ResponseFraming,

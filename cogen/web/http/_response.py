@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from cogen.web._http_common import (
+from cogen.web.http._common import (
     FIELD_BYTES_NO_CRLF,
     TOKEN_RE,
     LocalProtocolError,
