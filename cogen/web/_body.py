@@ -10,7 +10,7 @@ from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation
 from cogen.web.http import CONTINUE_RESPONSE, ChunkedDecoder
 
-__all__ = ["AsyncInput", "BodySource", "UnreadableInput", "read_whole_body"]
+__all__ = ["AsyncInput", "BodySource", "Immediate", "UnreadableInput", "read_whole_body"]
 
 class BodySource:
     """The body of one request, read off its connection piece by piece.
@@ -134,7 +134,7 @@ class UnreadableInput(io.RawIOBase):
                       "operations, or wrap the app in cogen.web.extensions.sync_input")
 
 
-class _Immediate(Operation):
+class Immediate(Operation):
     """An operation whose result is known when it is made (buffered input)."""
 
     __slots__ = ("value",)
@@ -164,13 +164,13 @@ class AsyncInput:
 
     def read(self, size: int = -1) -> Any:
         if self.source is None:
-            return _Immediate(self.stream.read(size) if size is not None and size >= 0
+            return Immediate(self.stream.read(size) if size is not None and size >= 0
                               else self.stream.read())
         return Coroutine(self._read, size)
 
     def readline(self, size: int = -1) -> Any:
         if self.source is None:
-            return _Immediate(self.stream.readline(size if size is not None else -1))
+            return Immediate(self.stream.readline(size if size is not None else -1))
         return Coroutine(self._readline, size)
 
     def _read(self, size: int | None) -> Generator[Any, Any, bytes]:

@@ -12,11 +12,11 @@ from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation, OperationTimeout
 from cogen.core.io import PARKED, ClientDisconnected, send_file
 from cogen.web import http as _http
-from cogen.web._body import _Immediate
+from cogen.web._body import Immediate
 from cogen.web._io import ServerClosing
 from cogen.web._watch import start_watch, stop_watch
 
-__all__ = ["_Response"]
+__all__ = ["Response"]
 
 error_log = logging.getLogger("cogen.web.error")
 _format_head = _http.format_response_head
@@ -52,7 +52,7 @@ def _is_real_interrupt(exc: BaseException) -> bool:
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 
 
-class _Response:
+class Response:
     """The state of one response while the app produces it."""
 
     __slots__ = (
@@ -209,7 +209,7 @@ class _Response:
         source = gate.source
         # (a read of a buffered body completes at once: nothing to watch for;
         # on a WebSocket upgrade request the socket is the WebSocket's to read)
-        watched = (source is None or source.done) and op.__class__ is not _Immediate \
+        watched = (source is None or source.done) and op.__class__ is not Immediate \
             and not gate.websocket
         if watched:
             start_watch(self.server.sched, self.conn)

@@ -136,11 +136,6 @@ class CogenGate(AsyncInput):
         """The original's ``environ['cogen.input'].ReadLine(n)``: :meth:`readline`."""
         return self.readline(size)
 
-    def set_outcome(self, result: Any, exc_info: Any = None) -> None:
-        """Store an operation's outcome where the app reads it."""
-        self.result = result
-        self.exception = exc_info
-
     def __repr__(self) -> str:
         return f"<CogenGate operation={self.operation!r} result={self.result!r}>"
 

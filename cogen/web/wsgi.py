@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any
 
-import cogen.core as _cogen_core
 from cogen.core import coroutines as _coroutines
 from cogen.core.address import parse_address
 from cogen.core.broker import install as install_broker
@@ -43,28 +42,21 @@ from cogen.core.io import WANT_WRITE, WOULD_BLOCK, ClientDisconnected, WaitIO, h
 from cogen.core.schedulers import Scheduler
 from cogen.web import http as _http
 from cogen.web._body import BodySource, UnreadableInput, read_whole_body
-from cogen.web._environ import _KEYS as _HEADER_KEYS
-from cogen.web._environ import ERRORS, ProxyRules, decode_path, header_key
+from cogen.web._environ import ERRORS, HEADER_KEYS, ProxyRules, decode_path, header_key
 from cogen.web._io import ServerClosing
-from cogen.web._response import _Response
-from cogen.web.extensions import CogenGate, _Proxy, is_streaming_input
+from cogen.web._response import Response
+from cogen.web.extensions import CogenGate, is_streaming_input
 from cogen.web.options import OPTIONS_BY_NAME, resolve_options
 from cogen.web.websocket import WebSocketUpgrade
 
 __all__ = ["FileWrapper", "WSGIServer", "parse_bind"]
 
 log = logging.getLogger("cogen.web")
-error_log = logging.getLogger("cogen.web.error")
 access_log = logging.getLogger("cogen.web.access")
 
 _RemoteProtocolError = _http.RemoteProtocolError
-_LocalProtocolError = _http.LocalProtocolError
 _parse_head = _http.parse_request_head
-_format_head = _http.format_response_head
-_chunk = _http.chunk
-_LAST_CHUNK = _http.LAST_CHUNK
 _monotonic = time.monotonic
-_SERVER_ERROR = b"Internal Server Error\n"
 
 
 _ServerClosing = ServerClosing
@@ -189,7 +181,7 @@ class _Conn:
         self.watcher: Any = None
         self.coro: Any = None
         #: the operation the coroutine waits on instead of the socket, if any
-        #: (see _Response._wait), and whether _force_close withdrew it
+        #: (see Response._wait), and whether _force_close withdrew it
         self.op: Any = None
         self.cancelled = False
 
@@ -585,7 +577,7 @@ class WSGIServer:
                 max(0.0, self._grace_deadline - _monotonic()), self._force_close)
         try:
             if self.ssl_context is not None:
-                sock = yield from self._handshake(conn)
+                yield from self._handshake(conn)
             try:
                 yield from self._requests(conn, addr)
             except _Drain:
@@ -811,7 +803,7 @@ class WSGIServer:
                 yield from self._simple(conn, 404, "Not Found", head, keep_open)
                 return keep_open
         environ["PATH_INFO"] = path
-        keys = _HEADER_KEYS
+        keys = HEADER_KEYS
         for name, value in head.headers:
             key = keys.get(name) or header_key(name)
             if key in environ:
@@ -854,13 +846,13 @@ class WSGIServer:
                 del environ["CONTENT_LENGTH"]
             gate = CogenGate(self.sched, environ, 0, stream)
         environ["cogen.wsgi"] = environ["cogen.input"] = gate
-        environ["cogen.core"] = _Proxy(gate, _cogen_core)
+        environ["cogen.core"] = gate.core
         environ["cogen.call"] = gate.call
         if self.cogen_key:
             environ["cogen"] = gate
 
         # -- the app --
-        response = _Response(self, conn, head, environ)
+        response = Response(self, conn, head, environ)
         if "HTTP_UPGRADE" in environ:
             gate.websocket = WebSocketUpgrade(self, conn, response, environ)
         try:
@@ -926,7 +918,7 @@ class WSGIServer:
         if pool is not None:
             pool.shutdown(wait=False, cancel_pending=True)
 
-    def _log_access(self, environ: dict[str, Any], head: Any, response: _Response,
+    def _log_access(self, environ: dict[str, Any], head: Any, response: Response,
                     started: float) -> None:
         """Log one request on ``cogen.web.access`` (common/combined log format by default)."""
         status = response.status[:3] if response.status else "-"

@@ -25,10 +25,10 @@ def test_header_key_maps_names_to_cgi_keys() -> None:
 def test_header_key_cache_is_bounded() -> None:
     for i in range(3 * _environ.KEY_CACHE_LIMIT):
         assert header_key(f"x-bounded-{i}") == f"HTTP_X_BOUNDED_{i}"
-    assert len(_environ._KEYS) <= _environ.KEY_CACHE_LIMIT
+    assert len(_environ.HEADER_KEYS) <= _environ.KEY_CACHE_LIMIT
     long_name = "x-" + "a" * 200
     assert header_key(long_name) == "HTTP_X_" + "A" * 200
-    assert long_name not in _environ._KEYS
+    assert long_name not in _environ.HEADER_KEYS
 
 
 #: Requests in the measured part of the soak, sent in pipelined batches over
