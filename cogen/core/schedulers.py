@@ -191,7 +191,7 @@ class Scheduler:
             self.active.append((None, instance))
         return instance
 
-    # -- the interface operations use -----------------------------------------------
+    # -- the interface operations use (docs/internals.rst, "The operation interface")
     def resume(self, coro: Coroutine, value: Any, first: bool = False) -> None:
         """Queue ``coro`` to be resumed with ``value`` (at the front if ``first``)."""
         timer = coro._timer

@@ -19,7 +19,8 @@ its iterable run in a thread pool instead, while the socket I/O stays here.
 
 Every wait is bounded: the keep-alive idle timeout between requests, the
 header timeout for a whole request head, the body timeout between body
-reads and the send timeout for writes.
+reads and the send timeout for writes. docs/internals.rst follows one request
+through this module step by step.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Every request the server refuses: the status, the closed connection, and
-no request smuggled behind the bad one is ever served (DESIGN.md: ambiguous
-HTTP is rejected, not guessed at)."""
+no request smuggled behind the bad one is ever served (docs/internals.rst:
+ambiguous HTTP is rejected, not guessed at)."""
 from __future__ import annotations
 
 import socket

@@ -59,8 +59,9 @@ every attempt by us or the application to emit invalid HTTP raises
 # consumed. RequestParser glues head and body into events and starts on the
 # next pipelined request by itself after each EndOfMessage.
 #
-# Strictness (DESIGN.md: ambiguous HTTP is rejected, not guessed at): only
-# CRLF ends a line, no obs-fold, no whitespace around names, exactly one
+# Strictness (docs/internals.rst, "Rules the parser keeps": ambiguous HTTP is
+# rejected, not guessed at): only CRLF ends a line, no obs-fold, no
+# whitespace around names, exactly one
 # Content-Length of 1*DIGIT, Transfer-Encoding only on HTTP/1.1, never with
 # Content-Length, and ending in exactly one "chunked".
 from __future__ import annotations
