@@ -12,7 +12,8 @@ on a :class:`~cogen.core.schedulers.Scheduler`, serving
 ``benchmarks.apps:hello`` on 127.0.0.1 with no access log. Its client is a
 separate process (not under valgrind: children are not traced) that sends
 ``GET /`` on one keep-alive connection, waits for each whole response and
-sends the next. After the last request the server shuts down.
+sends the next. After the last request the server shuts down. The hash
+seed is fixed (``PYTHONHASHSEED=0``) so that runs compare.
 
 Start-up (interpreter, imports, bind) costs the same at any request count,
 so the server runs twice, with the two counts of ``--requests``, and the
@@ -91,10 +92,12 @@ def _count(requests: int, python: str) -> int:
     """Run the server under callgrind for ``requests`` requests; returns its total Ir."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
+        # a fixed hash seed: randomised str hashes change dict probing, hence the count
+        env = dict(os.environ, PYTHONHASHSEED="0")
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                         python, "-m", "benchmarks.instructions", "server",
                         "--requests", str(requests)],
-                       cwd=_ROOT, check=True, stderr=subprocess.DEVNULL)
+                       cwd=_ROOT, check=True, stderr=subprocess.DEVNULL, env=env)
         with open(out, encoding="ascii", errors="replace") as f:
             for line in f:
                 if line.startswith(("summary:", "totals:")):

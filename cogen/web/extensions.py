@@ -42,6 +42,7 @@ from cogen.web.websocket import NOT_REQUESTED
 __all__ = [
     "CogenGate",
     "LazyStartResponseMiddleware",
+    "OperationProxy",
     "SynchronousInputMiddleware",
     "is_streaming_input",
     "lazy_sr",
@@ -50,8 +51,16 @@ __all__ = [
 ]
 
 
-class _Proxy:
-    """Mirrors a module or class; calls that make operations are recorded."""
+class OperationProxy:
+    """Mirrors a module or class; calls that make operations are recorded on the gate.
+
+    ``environ['cogen.core']`` is one over :mod:`cogen.core`
+    (``OperationProxy(gate, cogen.core)``, also :attr:`CogenGate.core`):
+    attributes that are modules or callables come back wrapped, and a call
+    whose result is an operation or a coroutine records it as
+    ``gate.operation`` (the server runs it when the app yields) and returns
+    ``b""``, for the app to yield; any other result is returned as it is.
+    """
 
     __slots__ = ("_gate", "_target")
 
@@ -62,7 +71,7 @@ class _Proxy:
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._target, name)
         if isinstance(value, types.ModuleType) or callable(value):
-            return _Proxy(self._gate, value)
+            return OperationProxy(self._gate, value)
         return value
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -121,11 +130,11 @@ class CogenGate(AsyncInput):
     @property
     def core(self) -> Any:
         """A proxy of :mod:`cogen.core` whose operation-making calls are recorded here."""
-        return _Proxy(self, cogen.core)
+        return OperationProxy(self, cogen.core)
 
     def call(self, obj: Any) -> Any:
         """``environ['cogen.call'](f)(*args)``: record the operation or coroutine ``f(*args)`` makes."""
-        return _Proxy(self, obj)
+        return OperationProxy(self, obj)
 
     # the original's capitalised names on environ['cogen.input']
     def Read(self, size: int = -1, **_ignored: Any) -> Any:

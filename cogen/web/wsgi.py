@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any
 
+import cogen.core as _cogen_core
 from cogen.core import coroutines as _coroutines
 from cogen.core.address import parse_address
 from cogen.core.broker import install as install_broker
@@ -46,7 +47,7 @@ from cogen.web._body import BodySource, UnreadableInput, read_whole_body
 from cogen.web._environ import ERRORS, HEADER_KEYS, ProxyRules, decode_path, header_key
 from cogen.web._io import ServerClosing
 from cogen.web._response import Response
-from cogen.web.extensions import CogenGate, is_streaming_input
+from cogen.web.extensions import CogenGate, OperationProxy, is_streaming_input
 from cogen.web.options import OPTIONS_BY_NAME, resolve_options
 from cogen.web.websocket import WebSocketUpgrade
 
@@ -847,7 +848,7 @@ class WSGIServer:
                 del environ["CONTENT_LENGTH"]
             gate = CogenGate(self.sched, environ, 0, stream)
         environ["cogen.wsgi"] = environ["cogen.input"] = gate
-        environ["cogen.core"] = gate.core
+        environ["cogen.core"] = OperationProxy(gate, _cogen_core)
         environ["cogen.call"] = gate.call
         if self.cogen_key:
             environ["cogen"] = gate
