@@ -38,7 +38,53 @@ def _ignore(signum: int, frame: Any) -> None:
     """The Python-level handler: the wake-up fd does the real work."""
 
 
-class SignalPipe:
+class _FdWatcher:
+    """A coroutine that reads a non-blocking descriptor until it is closed.
+
+    Subclasses give ``_read()`` (one non-blocking read: bytes, ``b""`` at
+    EOF), ``_got(data)`` (what to do with them; True ends the watch) and
+    ``_release()`` (what :meth:`close` frees besides the reactor's entry).
+    """
+
+    def __init__(self, sched: Scheduler, fd: int, owner: Any) -> None:
+        self.sched = sched
+        self._fd = fd
+        self._closed = False
+        self._waiter = WaitIO(fd, owner)
+        sched.add(self._watch)
+
+    def _read(self) -> bytes:
+        raise NotImplementedError
+
+    def _got(self, data: bytes) -> bool:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+    def _watch(self) -> Generator[Any, Any, None]:
+        try:
+            while not self._closed:
+                try:
+                    data = self._read()
+                except (BlockingIOError, InterruptedError):
+                    yield self._waiter.wait(False, None)
+                    continue
+                if self._got(data):
+                    return
+        except _Closed:
+            pass
+
+    def close(self) -> None:
+        """Stop watching and free what the watcher holds (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.sched.forget_fd(self._fd, _Closed())
+        self._release()
+
+
+class SignalPipe(_FdWatcher):
     """Run ``handlers[signum](signum)`` from the scheduler's loop when a signal arrives.
 
     Args:
@@ -52,46 +98,33 @@ class SignalPipe:
     """
 
     def __init__(self, sched: Scheduler, handlers: Mapping[int, Callable[[int], Any]]) -> None:
-        self.sched = sched
         self.handlers = dict(handlers)
-        self._closed = False
         self._r, self._w = socket.socketpair()
         self._r.setblocking(False)
         self._w.setblocking(False)
         self._old_fd = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
         self._old = {sig: signal.signal(sig, _ignore) for sig in self.handlers}
-        self._waiter = WaitIO(self._r.fileno(), self._r)
-        sched.add(self._watch)
+        super().__init__(sched, self._r.fileno(), self._r)
 
-    def _watch(self) -> Generator[Any, Any, None]:
-        try:
-            while not self._closed:
-                try:
-                    data = self._r.recv(64)
-                except (BlockingIOError, InterruptedError):
-                    yield self._waiter.wait(False, None)
-                    continue
-                for signum in data:
-                    handler = self.handlers.get(signum)
-                    if handler is not None and not self._closed:
-                        handler(signum)
-        except _Closed:
-            pass
+    def _read(self) -> bytes:
+        return self._r.recv(64)
 
-    def close(self) -> None:
-        """Restore the old handlers and wake-up fd; end the watcher (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
+    def _got(self, data: bytes) -> bool:
+        for signum in data:
+            handler = self.handlers.get(signum)
+            if handler is not None and not self._closed:
+                handler(signum)
+        return False
+
+    def _release(self) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
         signal.set_wakeup_fd(self._old_fd)
-        self.sched.forget_fd(self._r.fileno(), _Closed())
         self._r.close()
         self._w.close()
 
 
-class ParentWatch:
+class ParentWatch(_FdWatcher):
     """Call ``on_exit()`` from the loop when the process holding a pipe's write end dies.
 
     Args:
@@ -103,33 +136,20 @@ class ParentWatch:
     """
 
     def __init__(self, sched: Scheduler, fd: int, on_exit: Callable[[], Any]) -> None:
-        self.sched = sched
         self.fd = fd
         self.on_exit = on_exit
-        self._closed = False
         os.set_blocking(fd, False)
-        self._waiter = WaitIO(fd, self)
-        sched.add(self._watch)
+        super().__init__(sched, fd, self)
 
-    def _watch(self) -> Generator[Any, Any, None]:
-        try:
-            while not self._closed:
-                try:
-                    data = os.read(self.fd, 64)
-                except (BlockingIOError, InterruptedError):
-                    yield self._waiter.wait(False, None)
-                    continue
-                if not data:
-                    self.close()
-                    self.on_exit()
-                    return
-        except _Closed:
-            pass
+    def _read(self) -> bytes:
+        return os.read(self.fd, 64)
 
-    def close(self) -> None:
-        """Stop watching and close the descriptor (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        self.sched.forget_fd(self.fd, _Closed())
+    def _got(self, data: bytes) -> bool:
+        if data:
+            return False
+        self.close()
+        self.on_exit()
+        return True
+
+    def _release(self) -> None:
         os.close(self.fd)

@@ -18,23 +18,13 @@ from typing import Any
 
 import pytest
 
-from cogen.web.http import (
-    CONNECTION_CLOSED,
-    NEED_DATA,
-    Data,
-    EndOfMessage,
-    RemoteProtocolError,
-    RequestHead,
-    RequestParser,
-)
+from cogen.web import http
 
 from .conftest import CLIENT_TIMEOUT, RawClient
+from .test_http_fixtures import INVALID, VALID
 
 pytestmark = pytest.mark.timeout(120)
 
-REQUESTS = Path(__file__).parent / "requests"
-VALID = sorted((REQUESTS / "valid").glob("*.http"))
-INVALID = sorted((REQUESTS / "invalid").glob("*.http"))
 
 
 def parse(data: bytes, limits: dict[str, int]) -> tuple[list[dict[str, Any]], int | None]:
@@ -44,7 +34,7 @@ def parse(data: bytes, limits: dict[str, int]) -> tuple[list[dict[str, Any]], in
     body before it calls the app, so a request whose body is bad never
     reaches the app.
     """
-    parser = RequestParser(**limits)
+    parser = http.RequestParser(**limits)
     parser.feed(data)
     parser.feed(b"")
     requests: list[dict[str, Any]] = []
@@ -52,18 +42,18 @@ def parse(data: bytes, limits: dict[str, int]) -> tuple[list[dict[str, Any]], in
     try:
         while True:
             event = parser.next_event()
-            assert event is not NEED_DATA
-            if event is CONNECTION_CLOSED:
+            assert event is not http.NEED_DATA
+            if event is http.CONNECTION_CLOSED:
                 return requests, None
-            if isinstance(event, RequestHead):
+            if isinstance(event, http.RequestHead):
                 current = {"method": event.method, "target": event.target,
                            "query": event.query, "body": b""}
-            elif isinstance(event, Data):
+            elif isinstance(event, http.Data):
                 current["body"] += event.data
             else:
-                assert isinstance(event, EndOfMessage)
+                assert isinstance(event, http.EndOfMessage)
                 requests.append(current)
-    except RemoteProtocolError as exc:
+    except http.RemoteProtocolError as exc:
         return requests, exc.status_code
 
 
