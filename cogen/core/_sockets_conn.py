@@ -24,7 +24,7 @@ from cogen.core._sockets_ops import (
     check_data,
 )
 from cogen.core.address import TCP_FAMILIES
-from cogen.core.io import SSL_WANT_READ, WANT_WRITE, handshake_step
+from cogen.core.io import ACCEPT_ABORTED, SSL_WANT_READ, WANT_WRITE, handshake_step
 from cogen.core.util import PENDING, USE_DEFAULT, priority
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class Accept(SocketOperation):
             except BlockingIOError:
                 return self._wait_read(sched, coro)
             except OSError as exc:
-                if exc.errno in (errno.ECONNABORTED, getattr(errno, "EPROTO", -1)):
+                if exc.errno in ACCEPT_ABORTED:
                     continue
                 raise translate(exc, sock._fd < 0) from exc
             try:

@@ -28,6 +28,7 @@ The socket operations raise the finer :mod:`cogen.core.sockets` errors.
 """
 from __future__ import annotations
 
+import errno
 import os
 import ssl
 from collections.abc import Generator
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from cogen.core.schedulers import Scheduler
 
 __all__ = [
+    "ACCEPT_ABORTED",
     "PARKED",
     "SSL_WANT_READ",
     "SSL_WANT_WRITE",
@@ -60,6 +62,10 @@ __all__ = [
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError)
 #: What a non-blocking write raises when it would block.
 WANT_WRITE = (BlockingIOError, InterruptedError, ssl.SSLWantWriteError)
+#: The errors of an ``accept`` whose connection the client aborted before it
+#: was taken (a reset in the listen queue): skip it and accept the next one.
+ACCEPT_ABORTED = frozenset(getattr(errno, name) for name in ("ECONNABORTED", "EPROTO")
+                           if hasattr(errno, name))
 #: TLS only: a read that must wait for the socket to be writable ...
 SSL_WANT_WRITE = ssl.SSLWantWriteError
 #: ... and a write that must wait for it to be readable.

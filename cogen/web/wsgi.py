@@ -40,7 +40,16 @@ from cogen.core.address import parse_address
 from cogen.core.broker import install as install_broker
 from cogen.core.coroutines import Coroutine, coroutine
 from cogen.core.events import OperationTimeout, Signal, WaitForSignal
-from cogen.core.io import WANT_WRITE, WOULD_BLOCK, ClientDisconnected, WaitIO, handshake, recv_some, send_all
+from cogen.core.io import (
+    ACCEPT_ABORTED,
+    WANT_WRITE,
+    WOULD_BLOCK,
+    ClientDisconnected,
+    WaitIO,
+    handshake,
+    recv_some,
+    send_all,
+)
 from cogen.core.schedulers import Scheduler
 from cogen.web import http as _http
 from cogen.web._body import BodySource, UnreadableInput, read_whole_body
@@ -396,6 +405,8 @@ class WSGIServer:
                 except OSError as exc:
                     if self._closing:
                         break
+                    if exc.errno in ACCEPT_ABORTED:
+                        continue  # the client's doing: as core's Accept, take the next one
                     yield from self._accept_backoff(exc)
                     continue
                 if self._accept_failures:

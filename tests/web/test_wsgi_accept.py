@@ -6,14 +6,20 @@ connections than that, so ``accept`` fails with EMFILE until it lets go.
 """
 from __future__ import annotations
 
+import errno
+import logging
 import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.web._process import WAIT, ServerProcess, get, subprocess_env, write_app
+
+from .conftest import get as get_request
+from .conftest import recording_app
 
 resource = pytest.importorskip("resource")
 
@@ -58,3 +64,30 @@ def test_emfile_is_logged_once_per_episode_with_back_off(limited_server: ServerP
     proc.wait_for(r"INFO cogen\.web: accepting again after \d+ failed attempts")
     assert get(port) == (200, str(proc.pid).encode())
     assert len([line for line in proc.lines if "accept failed" in line]) == 1
+
+
+class _AbortingListener(socket.socket):
+    """A listening socket whose next accept() fails as for a client that reset before it."""
+
+    aborts = 0
+
+    def accept(self) -> tuple[socket.socket, object]:
+        if self.aborts:
+            self.aborts -= 1
+            raise ConnectionAbortedError(errno.ECONNABORTED, "Software caused connection abort")
+        return super().accept()
+
+
+def test_a_connection_aborted_before_accept_is_skipped_without_a_warning(
+        live_server: Any, raw: Any, caplog: pytest.LogCaptureFixture) -> None:
+    # as core's Accept does: ECONNABORTED is the client's doing, not the
+    # server's limit (no warning, no back-off before the next accept)
+    sock = _AbortingListener(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.aborts = 1
+    live = live_server(recording_app([]), bind=sock)
+    caplog.set_level(logging.DEBUG, logger="cogen.web")
+    assert raw(live).request(get_request("/")).status == 200
+    assert sock.aborts == 0
+    assert not [r for r in caplog.records if "accept" in r.getMessage()]
