@@ -261,7 +261,7 @@ class Response:
         thread-locals and context variables set by the app call are there on
         every later call, and nothing is left for the next response.
         """
-        lease = pool.lease(self.server._context.copy())
+        lease = pool.lease(self.server.context.copy())
         try:
             return (yield from self._run_leased(lease))
         finally:
@@ -361,7 +361,7 @@ class Response:
         # the cache is shared by every server in the process: the key holds
         # everything of the server's that goes into a head (its Server field)
         key = (status, total, request.method == "HEAD", request.version, request.keep_alive,
-               server._closing, server.options["ident"], *self.headers)
+               server.is_closing, server.options["ident"], *self.headers)
         date = _http_date()
         if date is not _cache_state[0]:
             _HEAD_CACHE.clear()
@@ -393,7 +393,7 @@ class Response:
             else:
                 headers = headers + [("Content-Length", str(total))]
         server = self.server
-        return _format_head(status, headers, request=self.head, keep_alive=not server._closing,
+        return _format_head(status, headers, request=self.head, keep_alive=not server.is_closing,
                             server=server.options["ident"])
 
     def _send(self, data: bytes, total: int | None) -> Generator[Any, Any, None]:

@@ -270,7 +270,8 @@ class WSGIServer:
         self._conns: dict[int, _Conn] = {}
         #: the open WebSockets, told 1001 (going away) by shutdown()
         self._websockets: set[Any] = set()
-        self._closing = False
+        #: True once shutdown() began: responses then say Connection: close
+        self.is_closing = False
         self._serve_queued = True
         self._stopped = False
         #: accept() failures in a row (EMFILE...; while > 0 a closed connection
@@ -290,7 +291,7 @@ class WSGIServer:
         }
         self._base_environ = self._make_base_environ()
         #: every request runs in a fresh copy of this context (serve() makes it its own)
-        self._context = contextvars.copy_context()
+        self.context = contextvars.copy_context()
 
     # -- setup ----------------------------------------------------------------------
     @staticmethod
@@ -375,7 +376,7 @@ class WSGIServer:
         self._serve_coro = _coroutines.current
         assert self._serve_coro is not None
         # connections are started from here, so each gets a copy of this context
-        self._context = self._serve_coro.ctx
+        self.context = self._serve_coro.ctx
         lsock = self.socket
         accept = lsock.accept
         waiter = WaitIO(lsock.fileno(), lsock)
@@ -387,7 +388,7 @@ class WSGIServer:
         ipproto = socket.IPPROTO_TCP
         conns = self._conns
         try:
-            while not self._closing:
+            while not self.is_closing:
                 if max_conns and len(conns) >= max_conns:
                     try:
                         yield WaitForSignal((self, "slot"), timeout=1.0)
@@ -403,7 +404,7 @@ class WSGIServer:
                         break
                     continue
                 except OSError as exc:
-                    if self._closing:
+                    if self.is_closing:
                         break
                     if exc.errno in ACCEPT_ABORTED:
                         continue  # the client's doing: as core's Accept, take the next one
@@ -508,9 +509,9 @@ class WSGIServer:
         finish for ``grace`` seconds, after which their connections are
         closed too. The :meth:`serve` coroutine then returns.
         """
-        if self._closing:
+        if self.is_closing:
             return
-        self._closing = True
+        self.is_closing = True
         self._serve_queued = serve_queued
         fd = self.socket.fileno()
         if fd >= 0:
@@ -571,7 +572,7 @@ class WSGIServer:
             pass
         if self.options["max_connections"] or self._accept_failures:
             self.sched.add(_signal, (self, "slot"))
-        if self._closing and not self._conns:
+        if self.is_closing and not self._conns:
             if self._grace_timer is not None:
                 self.sched.cancel_call(self._grace_timer)
                 self._grace_timer = None
@@ -583,7 +584,7 @@ class WSGIServer:
         conn = _Conn(sock, opts["send_timeout"])
         conn.coro = _coroutines.current
         self._conns[conn.fd] = conn
-        if self._closing and self._grace_timer is None and self._grace_deadline is not None:
+        if self.is_closing and self._grace_timer is None and self._grace_deadline is not None:
             # accepted before shutdown() but started after it: shutdown() did
             # not see this connection, yet the grace period bounds it too
             self._grace_timer = self.sched.call_later(
@@ -693,7 +694,7 @@ class WSGIServer:
         # in one; after each request it is given another, which the scheduler
         # enters from its next step on. ``in_context``: this step runs in it.
         coro = conn.coro
-        base_context = self._context
+        base_context = self.context
         in_context = True
         while True:
             # -- wait for and read a request head --
@@ -702,7 +703,7 @@ class WSGIServer:
             conn.idle = not first
             conn.fresh = first
             if not conn.buf:
-                if self._closing and not first:
+                if self.is_closing and not first:
                     # The last response announced keep-alive (its head went
                     # before the stop began): the client may be sending its
                     # next request right now. Answer one that comes soon.
@@ -720,7 +721,7 @@ class WSGIServer:
                         data = recv(262144)
                         break
                     except WOULD_BLOCK:
-                        if first and self._closing:
+                        if first and self.is_closing:
                             # accepted after the stop began: a short wait
                             yield waiter.wait(False, min(DRAIN_TIMEOUT, header_timeout or 1e9))
                         else:
