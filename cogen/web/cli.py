@@ -18,11 +18,20 @@ import os
 import signal
 import ssl
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 import cogen
-from cogen.web.options import OPTIONS, as_seconds
+from cogen.web.config import SETTABLE, ConfigError, settle
+from cogen.web.options import (
+    COMMAND_OPTIONS,
+    OPTIONS,
+    OPTIONS_BY_NAME,
+    Option,
+    as_bool,
+    as_list,
+    as_proxy_headers,
+)
 
 __all__ = [
     "UsageError",
@@ -33,6 +42,7 @@ __all__ = [
     "load_app",
     "main",
     "serve",
+    "settings_from",
 ]
 
 log = logging.getLogger("cogen.web")
@@ -47,90 +57,62 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except empty ones and those of on/off flags."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        default = action.default
-        if default is None or default == [] or isinstance(default, bool) or action.nargs == 0:
-            return action.help or ""
-        return super()._get_help_string(action) or ""
+def _shown_default(opt: Option) -> str:
+    if opt.shown is not None:
+        return opt.shown
+    if opt.default in (None, []):
+        return "none"
+    if isinstance(opt.default, bool):
+        return "yes" if opt.default else "no"
+    return str(opt.default)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, with one flag per server option."""
+    """The argument parser, with one flag per option (:mod:`cogen.web.options`).
+
+    Every flag defaults to ``argparse.SUPPRESS``, so the namespace holds only
+    what the command line gave: the environment and the config file fill in
+    the rest (:func:`cogen.web.config.settle`). Values stay text here and are
+    converted by the options' converters.
+    """
     parser = _Parser(
         prog="cogen-web",
-        description="Serve a WSGI application with cogen's HTTP/1.1 server.",
-        formatter_class=_HelpFormatter,
+        description="Serve a WSGI application with cogen's HTTP/1.1 server. Every option can "
+                    "also be set from the environment (COGEN_WEB_<NAME>, e.g. COGEN_WEB_WORKERS=4) "
+                    "or a TOML file (--config); the command line wins, then the environment, "
+                    "then the file.",
     )
-    parser.add_argument("app", metavar="MODULE:APP",
+    parser.add_argument("app", metavar="MODULE:APP", nargs="?", default=argparse.SUPPRESS,
                         help="the WSGI application: a dotted module, a colon, an attribute path "
                              "(default attribute 'application'; 'make_app()' calls a factory)")
     parser.add_argument("--version", action="version", version=f"cogen {cogen.__version__}")
-    parser.add_argument("--call", action="store_true",
-                        help="APP is a factory: call it (no arguments) to get the application")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=_port, default=8080, help="TCP port to listen on; 0 picks one")
-    parser.add_argument("-b", "--bind", "--listen", action="append", default=[], metavar="ADDR",
-                        help="HOST:PORT, [IPV6]:PORT or unix:PATH; repeatable; replaces --host/--port")
-    parser.add_argument("-w", "--workers", type=_positive, default=1, metavar="N",
-                        help="worker processes sharing the listening sockets")
-    parser.add_argument("--log-level", default="info", type=str.lower,
-                        choices=["debug", "info", "warning", "error", "critical"],
-                        help="level of the server's log on stderr")
-    # Off by default (the option's default, so under PasteDeploy too), as in
-    # gunicorn: a log line per request costs more than the rest of a small
-    # request's handling.
-    parser.add_argument("--access-log", dest="access_log", action="store_true", default=False,
-                        help="log every request on stderr (combined log format)")
-    parser.add_argument("--no-access-log", dest="access_log", action="store_false",
-                        help="do not log requests (the default)")
-    parser.add_argument("--graceful-timeout", type=_seconds, default=30.0, metavar="SECONDS",
-                        help="on SIGTERM/SIGINT, how long requests in flight may take to finish")
     groups: dict[str, Any] = {}
-    for opt in OPTIONS:
+    for opt in COMMAND_OPTIONS + OPTIONS:
         if opt.cli is None:
             continue
         group = groups.get(opt.group)
         if group is None:
             group = groups[opt.group] = parser.add_argument_group(f"{opt.group} options")
-        shown = opt.shown or ("none" if opt.default in (None, []) else opt.default)
-        kwargs: dict[str, Any] = {"dest": opt.name, "metavar": opt.metavar,
-                                  "help": f"{opt.help} (default: {shown})".replace("%", "%%"),
-                                  "default": argparse.SUPPRESS}
-        if opt.name in ("trusted_proxy", "trusted_proxy_headers"):
-            kwargs["action"] = "append"
-        group.add_argument(opt.cli, **kwargs)
+        kwargs: dict[str, Any] = {
+            "dest": opt.name, "default": argparse.SUPPRESS,
+            "help": f"{opt.help} (default: {_shown_default(opt)})".replace("%", "%%")}
+        if opt.convert is as_bool and opt.metavar is None:
+            kwargs.update(action="store_const", const=True)
+        else:
+            kwargs["metavar"] = opt.metavar
+            if opt.convert in (as_list, as_proxy_headers):
+                kwargs["action"] = "append"
+        group.add_argument(*opt.aliases, opt.cli, **kwargs)
+        if opt.name == "log_level":
+            # On or off, as in gunicorn: a log line per request costs more
+            # than the rest of a small request's handling.
+            group.add_argument("--access-log", dest="access_log", action="store_const",
+                               const=True, default=argparse.SUPPRESS,
+                               help="log every request on stderr (combined log format)")
+            group.add_argument("--no-access-log", dest="access_log", action="store_const",
+                               const=False, default=argparse.SUPPRESS,
+                               help="do not log requests (the default)")
     return parser
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}: want a number 0-65535") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}: want a number 0-65535")
-    return port
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: want 1 or more")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = as_seconds(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value if value is not None else 1e9
 
 
 def load_app(spec: str, call: bool = False) -> Callable[..., Any]:
@@ -175,18 +157,45 @@ def load_app(spec: str, call: bool = False) -> Callable[..., Any]:
     return app
 
 
-def _server_options(ns: argparse.Namespace) -> dict[str, Any]:
-    """The server options given on the command line, converted; UsageError names the flag."""
+def _from_command_line(ns: argparse.Namespace) -> dict[str, Any]:
+    """The options the command line gave, converted; UsageError names the flag."""
     given: dict[str, Any] = {}
-    for opt in OPTIONS:
-        if opt.cli is None or not hasattr(ns, opt.name):
-            continue
-        value = getattr(ns, opt.name)
+    for name, value in vars(ns).items():
+        opt = SETTABLE[name]
         try:
-            given[opt.name] = opt.convert(value)
+            given[name] = opt.convert(value)
         except (TypeError, ValueError) as exc:
-            raise UsageError(f"argument {opt.cli}: {exc}") from None
-    given["access_log"] = ns.access_log
+            raise UsageError(f"argument {opt.cli or opt.metavar}: {exc}") from None
+    return given
+
+
+def settings_from(argv: Sequence[str] | None = None,
+                  environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every option's value from the command line, the environment, the config file or its default.
+
+    Returns a dict with every option of :data:`cogen.web.config.SETTABLE`.
+    Raises UsageError (one line, naming the source and the option).
+    """
+    cli = _from_command_line(build_parser().parse_args(argv))
+    try:
+        given = settle(cli, environ, cli.get("config"))
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    settings = {name: opt.default for name, opt in SETTABLE.items()}
+    settings.update(given)
+    settings["given"] = set(given)
+    if settings["app"] is None:
+        raise UsageError("no application: give MODULE:APP (or COGEN_WEB_APP, or app in the "
+                         "--config file)")
+    if settings["graceful_timeout"] is None:
+        settings["graceful_timeout"] = 1e9
+    return settings
+
+
+def _server_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """The WSGIServer keywords among ``settings``: those some source set, checked."""
+    given = {name: settings[name] for name in settings["given"] if name in OPTIONS_BY_NAME}
+    given["access_log"] = bool(settings["access_log"] or settings["access_logfile"])
     if given.get("keyfile") and not given.get("certfile"):
         raise UsageError("argument --keyfile: needs --certfile too")
     try:
@@ -267,23 +276,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--help`` and ``--version`` print and raise SystemExit(0), as argparse does.
     """
     try:
-        ns = build_parser().parse_args(argv)
-        binds = ns.bind or [f"[{ns.host}]:{ns.port}" if ":" in ns.host else f"{ns.host}:{ns.port}"]
-        options = _server_options(ns)
+        settings = settings_from(argv)
+        host, port = settings["host"], settings["port"]
+        binds = settings["bind"] or [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        options = _server_options(settings)
         check_tls(options)
-        configure_logging(ns.log_level)
+        configure_logging(settings["log_level"])
         raise_open_file_limit()
-        if ns.workers > 1:
+        count = settings["workers"]
+        if count > 1:
             if not hasattr(os, "fork"):
-                raise UsageError(f"--workers {ns.workers} needs os.fork, which this platform "
+                raise UsageError(f"--workers {count} needs os.fork, which this platform "
                                  f"lacks; use --workers 1")
             from cogen.web import workers
             # The workers import the app themselves (so SIGHUP re-reads it).
-            return workers.run_master(app_spec=ns.app, call=ns.call, binds=binds,
-                                      options=options, workers=ns.workers,
-                                      grace=ns.graceful_timeout)
-        app = load_app(ns.app, ns.call)
-        return serve(app, binds, options, grace=ns.graceful_timeout)
+            return workers.run_master(app_spec=settings["app"], call=settings["call"],
+                                      binds=binds, options=options, workers=count,
+                                      grace=settings["graceful_timeout"])
+        app = load_app(settings["app"], settings["call"])
+        return serve(app, binds, options, grace=settings["graceful_timeout"])
     except UsageError as exc:
         print(f"cogen-web: error: {exc}", file=sys.stderr)
         return 2
