@@ -121,6 +121,9 @@ class Scheduler:
         self._closed = False
         self._close_callbacks: list[Callable[[], Any]] = []
         self._thread_id: int | None = None
+        #: Loop iterations so far: the blocked-loop watchdog
+        #: (:mod:`cogen.core.watchdog`) samples it from its thread.
+        self.iterations = 0
 
     # -- the original's later names -------------------------------------------------
     @property
@@ -544,6 +547,7 @@ class Scheduler:
 
     def _iterate(self, timeout: float | None, keep_going: bool) -> bool:
         """One iteration: step the queued coroutines, poll, fire timers, run callbacks."""
+        self.iterations += 1
         active = self.active
         if active:
             self._run_active(keep_going)

@@ -292,9 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The workers import the app themselves (so SIGHUP re-reads it).
             return workers.run_master(app_spec=settings["app"], call=settings["call"],
                                       binds=binds, options=options, workers=count,
-                                      grace=settings["graceful_timeout"])
+                                      grace=settings["graceful_timeout"], settings=settings)
         app = load_app(settings["app"], settings["call"])
-        return serve(app, binds, options, grace=settings["graceful_timeout"])
+        return serve(app, binds, options, grace=settings["graceful_timeout"], settings=settings)
     except UsageError as exc:
         print(f"cogen-web: error: {exc}", file=sys.stderr)
         return 2
@@ -326,19 +326,26 @@ def listen_all(binds: Sequence[Any], app: Callable[..., Any], sched: Any,
 
 
 def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any],
-          grace: float = 30.0, sockets: Sequence[Any] | None = None) -> int:
+          grace: float = 30.0, sockets: Sequence[Any] | None = None,
+          settings: Mapping[str, Any] | None = None) -> int:
     """Serve ``app`` on every address in ``binds`` until SIGTERM/SIGINT; returns the exit status.
 
     ``sockets``, if given, are already-listening sockets used instead of
-    ``binds``. The first SIGTERM/SIGINT stops accepting and lets requests in
-    flight finish for ``grace`` seconds; a second one acts at once (the
-    default handlers are back). Raises UsageError if an address cannot be
-    bound.
+    ``binds``. ``settings`` are the command's (:data:`COMMAND_OPTIONS`): the
+    watchdog's threshold and the stats path are taken from them. The first
+    SIGTERM/SIGINT stops accepting and lets requests in flight finish for
+    ``grace`` seconds; a second one acts at once (the default handlers are
+    back). Raises UsageError if an address cannot be bound.
     """
     from cogen.core.schedulers import Scheduler
     from cogen.web._signals import SignalPipe
+    from cogen.web.health import ProcessHealth
+    settings = settings or {}
     sched = Scheduler()
+    health = ProcessHealth(sched, (), settings.get("blocked_loop_warning", 0.1))
+    app = with_stats(app, settings.get("stats_path"), lambda: stats_document([health.figures()]))
     servers = listen_all(list(sockets) if sockets else list(binds), app, sched, options)
+    health.servers = servers
 
     def stop(signum: int) -> None:
         log.info("received %s, shutting down gracefully", signal.Signals(signum).name)
@@ -351,16 +358,35 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
     for srv in servers:
         log.info("listening on %s", describe(srv))
         srv.start()
+    health.start()
     try:
         sched.run()
     except Exception:
         log.exception("the server failed")
         return 1
     finally:
+        health.stop()
         signals.close()
         sched.close()
     log.info("stopped")
     return 0
+
+
+def with_stats(app: Callable[..., Any], path: str | None,
+               figures: Callable[[], dict[str, Any]]) -> Callable[..., Any]:
+    """``app`` behind a :class:`~cogen.web.health.StatsMiddleware` on ``path`` (if set)."""
+    if not path:
+        return app
+    from cogen.web.health import StatsMiddleware
+    return StatsMiddleware(app, path, figures)
+
+
+def stats_document(workers: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON of the stats route: each worker's figures and their totals."""
+    keys = ("connections", "requests_active", "requests_parked", "requests_served",
+            "blocked_loop_events")
+    total = {key: sum(int(w.get(key, 0)) for w in workers) for key in keys}
+    return {"workers": list(workers), "total": total}
 
 
 def describe(server: Any) -> str:

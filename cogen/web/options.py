@@ -433,6 +433,16 @@ COMMAND_OPTIONS: tuple[Option, ...] = (
            "a logging configuration file (logging.config.dictConfig as JSON or TOML, or a "
            "fileConfig .ini) used instead of the --log-level/--*-logfile setup",
            "--log-config", "FILE", "process"),
+    # 0.1 s: asyncio's slow_callback_duration and gevent's max_blocking_time
+    # both default to it; a step that long is already a visible stall for
+    # every other request of the process.
+    Option("blocked_loop_warning", as_seconds, 0.1,
+           "warn (once per request, with the stack) when one coroutine step holds the event "
+           "loop longer than this; 0 or off: never", "--blocked-loop-warning", "SECONDS",
+           "health"),
+    Option("stats_path", as_str, None,
+           "answer GET on this path (e.g. /_cogen/stats) with live figures as JSON, per "
+           "worker; none: no such route", "--stats-path", "PATH", "health"),
 )
 
 COMMAND_OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in COMMAND_OPTIONS}

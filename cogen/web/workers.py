@@ -49,7 +49,7 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cogen.web.cli import UsageError, load_app
@@ -80,7 +80,8 @@ class _Worker:
 
 
 def run_master(app_spec: str, call: bool, binds: Sequence[Any], options: dict[str, Any],
-               workers: int, grace: float = 30.0) -> int:
+               workers: int, grace: float = 30.0,
+               settings: Mapping[str, Any] | None = None) -> int:
     """Serve ``app_spec`` from ``workers`` processes until SIGTERM/SIGINT; returns the exit status.
 
     Args:
@@ -91,6 +92,8 @@ def run_master(app_spec: str, call: bool, binds: Sequence[Any], options: dict[st
         options: server options (:mod:`cogen.web.options`) for every worker's servers.
         workers: how many worker processes (1 or more).
         grace: seconds requests in flight may take to finish on a stop.
+        settings: the command's settings (:data:`cogen.web.options.COMMAND_OPTIONS`):
+            the watchdog's threshold, the stats path.
     Returns:
         0 after a stop, 1 if the workers could not start for a run-time reason.
     Raises:
@@ -100,20 +103,21 @@ def run_master(app_spec: str, call: bool, binds: Sequence[Any], options: dict[st
     if not hasattr(os, "fork"):
         raise UsageError("several workers need os.fork, which this platform lacks; "
                          "use one worker")
-    return Master(app_spec, call, binds, options, workers, grace).run()
+    return Master(app_spec, call, binds, options, workers, grace, settings).run()
 
 
 class Master:
     """The prefork master: see the module docstring. Use :func:`run_master`."""
 
     def __init__(self, app_spec: str, call: bool, binds: Sequence[Any], options: dict[str, Any],
-                 workers: int, grace: float) -> None:
+                 workers: int, grace: float, settings: Mapping[str, Any] | None = None) -> None:
         self.app_spec = app_spec
         self.call = call
         self.binds = list(binds)
         self.options = dict(options)
         self.count = workers
         self.grace = grace
+        self.settings = dict(settings or {})
         self.sockets: list[socket.socket] = []
         self.workers: dict[int, _Worker] = {}
         self._signals: list[int] = []
@@ -428,20 +432,26 @@ class Master:
             return 2
         try:
             return _serve_worker(app, self.sockets, self.options, self.grace, self._alive_r,
-                                 status)
+                                 status, self.settings)
         except Exception as exc:
             status.send(f"E{type(exc).__name__}: {exc}")
             raise
 
 
 def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str, Any],
-                  grace: float, alive_fd: int, status: _StatusPipe) -> int:
+                  grace: float, alive_fd: int, status: _StatusPipe,
+                  settings: Mapping[str, Any]) -> int:
     """Serve ``app`` on the inherited sockets until SIGTERM or the master's death."""
     from cogen.core.schedulers import Scheduler
     from cogen.web._signals import ParentWatch, SignalPipe
+    from cogen.web.cli import stats_document, with_stats
+    from cogen.web.health import ProcessHealth
     from cogen.web.wsgi import WSGIServer
     sched = Scheduler()
+    health = ProcessHealth(sched, (), settings.get("blocked_loop_warning", 0.1))
+    app = with_stats(app, settings.get("stats_path"), lambda: stats_document([health.figures()]))
     servers = [WSGIServer(sock, app, sched, **options) for sock in sockets]
+    health.servers = servers
     for srv in servers:
         # Several processes serve this app: PEP 3333's wsgi.multiprocess.
         srv._base_environ["wsgi.multiprocess"] = True
@@ -462,9 +472,11 @@ def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str,
     signals = SignalPipe(sched, {signal.SIGTERM: lambda signum: stop("received SIGTERM")})
     parent = ParentWatch(sched, alive_fd, lambda: stop("the master process is gone"))
     status.send("R")
+    health.start()
     try:
         sched.run()
     finally:
+        health.stop()
         signals.close()
         parent.close()
         sched.close()

@@ -164,7 +164,8 @@ def parse_bind(bind: Any) -> tuple[int, Any]:
 class _Conn:
     """What one connection coroutine shares with its helpers."""
 
-    __slots__ = ("buf", "cancelled", "coro", "drained", "fd", "idle", "op", "send_timeout", "sock", "waiter")
+    __slots__ = ("buf", "cancelled", "coro", "drained", "fd", "head", "idle", "op", "peer",
+                 "send_timeout", "sock", "waiter")
 
     def __init__(self, sock: Any, send_timeout: float | None) -> None:
         self.sock = sock
@@ -180,6 +181,10 @@ class _Conn:
         #: (see _Response._wait), and whether _force_close withdrew it
         self.op: Any = None
         self.cancelled = False
+        #: the head of the request being served (None between requests) and
+        #: the peer, for the blocked-loop watchdog and the figures
+        self.head: Any = None
+        self.peer: tuple[str, str] = ("", "")
 
     def recv_more(self, timeout: float | None) -> Generator[Any, Any, None]:
         """Append at least one more received byte to ``buf``; ClientDisconnected at EOF."""
@@ -265,6 +270,8 @@ class WSGIServer:
                           else not _wraps_validator(app))
         self._pool: Any = None
         self._conns: dict[int, _Conn] = {}
+        #: requests answered since the start (all connections)
+        self.requests_served = 0
         #: the open WebSockets, told 1001 (going away) by shutdown()
         self._websockets: set[Any] = set()
         self._closing = False
@@ -358,6 +365,35 @@ class WSGIServer:
     def connections(self) -> int:
         """How many client connections are open."""
         return len(self._conns)
+
+    def figures(self) -> dict[str, int]:
+        """This server's live counts, by name; safe to call from another thread.
+
+        ``connections`` open, ``requests_active`` being served,
+        ``requests_parked`` (of those, the ones whose app waits on a cogen
+        operation) and ``requests_served`` since the start.
+        """
+        conns = list(self._conns.values())
+        return {"connections": len(conns),
+                "requests_active": sum(conn.head is not None for conn in conns),
+                "requests_parked": sum(conn.op is not None for conn in conns),
+                "requests_served": self.requests_served}
+
+    def describe_coroutine(self, coro: Any) -> tuple[object, str] | None:
+        """The request ``coro`` serves, as (head, ``'GET /path from host:port'``), or None.
+
+        A :data:`cogen.core.watchdog.Describer`; safe to call from another
+        thread while the loop is blocked.
+        """
+        root = getattr(coro, "_root", coro)
+        for conn in list(self._conns.values()):
+            if conn.coro is root or conn.coro is coro:
+                head, (host, port) = conn.head, conn.peer
+                peer = f"{host}:{port}" if port else (host or "a unix socket client")
+                if head is None:
+                    return conn, f"the connection from {peer} (between requests)"
+                return head, f"the request {head.method} {head.target} from {peer}"
+        return None
 
     @coroutine
     def serve(self) -> Generator[Any, Any, None]:
@@ -552,6 +588,7 @@ class WSGIServer:
             peer = (addr[0], str(addr[1]))
         else:
             peer = ("", "")
+        conn.peer = peer
         recv = conn.sock.recv
         waiter = conn.waiter
         is_tls = isinstance(conn.sock, ssl.SSLSocket)
@@ -625,8 +662,10 @@ class WSGIServer:
                 return
             if not fresh:
                 yield None  # a pipelined request: step into its context first
+            conn.head = head
             keep_open = yield from self._request(conn, head, peer)
-            head = None
+            self.requests_served += 1
+            head = conn.head = None
             if not keep_open or self._closing:
                 return
             coro.ctx = base_context.copy()
