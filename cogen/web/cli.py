@@ -225,26 +225,47 @@ def check_tls(options: dict[str, Any]) -> None:
                          f"{exc.strerror or exc}") from None
 
 
-def configure_logging(level: str) -> None:
-    """Log the ``cogen`` loggers to stderr, each line with the process id."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("cogen")
-    root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, level.upper()))
-    root.propagate = False
+def configure_logging(level: str, error_logfile: str | None = None,
+                      access_logfile: str | None = None, log_config: str | None = None) -> None:
+    """Set up the ``cogen`` loggers: to stderr (or files), each line with the process id.
+
+    ``error_logfile``/``access_logfile``: files for the server's log and the
+    access log (``-`` or None: stderr). ``log_config``: a logging
+    configuration file applied instead (see
+    :func:`cogen.web._procman.load_log_config`). Raises UsageError when a
+    file cannot be opened or the configuration is bad.
+    """
+    from cogen.web._procman import ProcessError, load_log_config, log_handlers
     # Access lines carry their own timestamp; a plain formatter and no caller
     # or thread look-ups keep the per-request cost down (the logging HOWTO's
     # "Optimization" section).
     logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
-    access_handler = logging.StreamHandler(sys.stderr)
+    try:
+        if log_config:
+            load_log_config(log_config)
+            return
+        handler, access_handler = log_handlers(error_logfile, access_logfile)
+    except ProcessError as exc:
+        raise UsageError(str(exc)) from None
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("cogen")
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper()))
+    root.propagate = False
     access_handler.setFormatter(logging.Formatter("%(message)s"))
     access = logging.getLogger("cogen.web.access")
     access.handlers[:] = [access_handler]
     access.propagate = False
+
+
+def reopen_logs(signum: int = 0) -> None:
+    """Reopen the log files (the SIGUSR1 handler, as loop code), and say so in the log."""
+    from cogen.web._procman import reopen_log_files
+    count = reopen_log_files()
+    log.info("received SIGUSR1: reopened %d log file(s)", count)
 
 
 def raise_open_file_limit() -> int | None:
@@ -278,10 +299,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(argv)
         host, port = settings["host"], settings["port"]
-        binds = settings["bind"] or [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        binds: list[Any] = settings["bind"] or [f"[{host}]:{port}" if ":" in host
+                                                else f"{host}:{port}"]
         options = _server_options(settings)
         check_tls(options)
-        configure_logging(settings["log_level"])
+        from cogen.web._procman import ProcessError, systemd_sockets
+        try:
+            activated = systemd_sockets()
+        except ProcessError as exc:
+            raise UsageError(str(exc)) from None
+        if activated:
+            binds = list(activated)  # socket activation: systemd bound them
+        configure_logging(settings["log_level"], settings["error_logfile"],
+                          settings["access_logfile"], settings["log_config"])
         raise_open_file_limit()
         count = settings["workers"]
         if count > 1:
@@ -346,6 +376,7 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
     app = with_stats(app, settings.get("stats_path"), lambda: stats_document([health.figures()]))
     servers = listen_all(list(sockets) if sockets else list(binds), app, sched, options)
     health.servers = servers
+    pidfile = _write_pid(settings, servers)
 
     def stop(signum: int) -> None:
         log.info("received %s, shutting down gracefully", signal.Signals(signum).name)
@@ -354,7 +385,8 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
             srv.shutdown(grace)
 
     # Handlers first: whoever reads "listening on" may signal at once.
-    signals = SignalPipe(sched, {signal.SIGTERM: stop, signal.SIGINT: stop})
+    signals = SignalPipe(sched, {signal.SIGTERM: stop, signal.SIGINT: stop,
+                                 signal.SIGUSR1: reopen_logs})
     for srv in servers:
         log.info("listening on %s", describe(srv))
         srv.start()
@@ -368,8 +400,29 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
         health.stop()
         signals.close()
         sched.close()
+        if pidfile is not None:
+            pidfile.remove()
     log.info("stopped")
     return 0
+
+
+def _write_pid(settings: Mapping[str, Any], servers: Sequence[Any]) -> Any:
+    """Write ``settings['pid']`` if set; returns the PidFile (None if not set).
+
+    On failure closes ``servers``' sockets and raises UsageError.
+    """
+    path = settings.get("pid")
+    if not path:
+        return None
+    from cogen.web._procman import PidFile, ProcessError
+    pidfile = PidFile(path)
+    try:
+        pidfile.write()
+    except ProcessError as exc:
+        for srv in servers:
+            srv.socket.close()
+        raise UsageError(str(exc)) from None
+    return pidfile
 
 
 def with_stats(app: Callable[..., Any], path: str | None,

@@ -25,6 +25,8 @@ pending (a restart backoff, the kill deadline of a stop).
 - SIGTERM/SIGINT: SIGTERM to every worker, which stops accepting and lets
   its requests in flight finish; after ``grace`` seconds the rest get
   SIGKILL. A second SIGTERM/SIGINT kills them at once.
+- SIGUSR1: the master reopens its log files and sends SIGUSR1 to every
+  worker, which reopens its own (logrotate).
 - SIGHUP: the workers are replaced one by one: start a new worker, wait until
   it reports it serves, then stop an old one gracefully. If a new worker
   cannot start (the new code is broken), the reload is abandoned and the old
@@ -33,8 +35,9 @@ pending (a restart backoff, the kill deadline of a stop).
 Workers block the master's signals across ``fork`` and reset them before
 unblocking: SIGTERM stops the worker gracefully, SIGINT and SIGHUP are
 ignored (the master handles them, and a terminal's Ctrl-C reaches the whole
-process group). A worker also stops gracefully when the master dies: it
-watches a pipe whose only writer is the master and sees EOF.
+process group); SIGUSR1 is ignored until the worker's loop handles it. A
+worker also stops gracefully when the master dies: it watches a pipe whose
+only writer is the master and sees EOF.
 
 Log lines carry the process id (see :func:`cogen.web.cli.configure_logging`).
 """
@@ -60,7 +63,7 @@ __all__ = ["Master", "run_master"]
 log = logging.getLogger("cogen.web.workers")
 
 #: Signals the master handles; blocked across fork so a child never runs its handlers.
-_MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+_MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
 #: A worker dying sooner than this after its start counts as a failure (backoff).
 _QUICK_DEATH = 1.0
 _MAX_BACKOFF = 10.0
@@ -137,6 +140,15 @@ class Master:
     def run(self) -> int:
         """Bind, fork, supervise until stopped; returns the exit status."""
         self._bind()
+        pidfile = None
+        if self.settings.get("pid"):
+            from cogen.web._procman import PidFile, ProcessError
+            pidfile = PidFile(self.settings["pid"])
+            try:
+                pidfile.write()
+            except ProcessError as exc:
+                self._close_sockets()
+                raise UsageError(str(exc)) from None
         self._wake_r, self._wake_w = os.pipe()
         self._alive_r, self._alive_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
@@ -156,6 +168,8 @@ class Master:
             for fd in (self._wake_r, self._wake_w, self._alive_r, self._alive_w):
                 os.close(fd)
             self._close_sockets()
+            if pidfile is not None:
+                pidfile.remove()
         if self._fatal is not None:
             raise self._fatal
         log.info("stopped")
@@ -175,7 +189,9 @@ class Master:
 
     def _close_sockets(self) -> None:
         for sock in self.sockets:
-            if sock.fileno() >= 0 and sock.family == socket.AF_UNIX:
+            # a socket we were handed (systemd's) is not ours to unlink
+            if sock.fileno() >= 0 and sock.family == socket.AF_UNIX and not any(
+                    bind is sock for bind in self.binds):
                 path = sock.getsockname()
                 try:
                     if path and stat.S_ISSOCK(os.stat(path).st_mode):
@@ -238,6 +254,10 @@ class Master:
             self._stop()
         elif signum == signal.SIGHUP and not self._is_stopping:
             self._begin_reload()
+        elif signum == signal.SIGUSR1:
+            from cogen.web.cli import reopen_logs
+            reopen_logs()
+            self._kill_all(signal.SIGUSR1)
 
     def _stop(self) -> None:
         self._is_stopping = True
@@ -417,7 +437,7 @@ class Master:
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
-        for sig in (signal.SIGINT, signal.SIGHUP):
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             signal.signal(sig, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _MASTER_SIGNALS)
         self._selector.close()
@@ -469,7 +489,9 @@ def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str,
         for srv in servers:
             srv.shutdown(grace)
 
-    signals = SignalPipe(sched, {signal.SIGTERM: lambda signum: stop("received SIGTERM")})
+    from cogen.web.cli import reopen_logs
+    signals = SignalPipe(sched, {signal.SIGTERM: lambda signum: stop("received SIGTERM"),
+                                 signal.SIGUSR1: reopen_logs})
     parent = ParentWatch(sched, alive_fd, lambda: stop("the master process is gone"))
     status.send("R")
     health.start()
