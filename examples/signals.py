@@ -64,7 +64,7 @@ def application(environ, start_response):
 
     if match["action"] == "wait":
         timeout = number(query, "timeout", 30, 0, 300)
-        yield events.WaitForSignal(("signals-example", name), timeout=timeout)
+        yield events.WaitForSignal(f"signals-example:{name}", timeout=timeout)
         if gate.exception is None:
             yield text_response(start_response, "200 OK", gate.result)
         elif isinstance(gate.result, OperationTimeout):
@@ -78,7 +78,7 @@ def application(environ, start_response):
     length = int(environ.get("CONTENT_LENGTH") or 0)
     value = environ["wsgi.input"].read(min(length, MAX_VALUE)).decode("utf-8", "replace")
     recipients = int(number(query, "recipients", 0, 0, 1000))
-    yield events.Signal(("signals-example", name), value, recipients=recipients, timeout=30)
+    yield events.Signal(f"signals-example:{name}", value, recipients=recipients, timeout=30)
     if gate.exception is None:
         yield text_response(start_response, "200 OK", f"woke {gate.result}")
     elif isinstance(gate.result, OperationTimeout):

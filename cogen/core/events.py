@@ -256,6 +256,12 @@ class Signal(TimedOperation):
     Every waiter gets ``value`` as its result. With ``recipients=N`` the
     signalling coroutine waits (bounded by ``timeout``) until at least N
     coroutines are waiting, then wakes them all, as in the original cogen.
+
+    Under a scheduler's broker (``Scheduler(broker=...)``) a signal without
+    ``recipients`` whose name is a ``str`` or ``bytes`` also wakes the
+    waiters of every other process sharing the broker: see
+    :mod:`cogen.redis.broker` for the values that may cross and what the
+    result then counts.
     """
 
     __slots__ = ("name", "recipients", "value")
@@ -270,6 +276,8 @@ class Signal(TimedOperation):
         self.recipients = recipients or 0
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
+        if sched.broker is not None and not self.recipients:
+            return sched.broker.signal(self, sched, coro)
         waiting = sched.sigwait.get(self.name)
         if self.recipients and (waiting is None or len(waiting) < self.recipients):
             sched.signals[self.name] = (self, coro)

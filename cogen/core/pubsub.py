@@ -61,13 +61,20 @@ class NotSubscribedError(CogenError, LookupError):
     removed with ``unsubscribe``. ``.key`` is the subscriber key.
     """
 
-    def __init__(self, key: Any, queue: PublishSubscribeQueue) -> None:
+    def __init__(self, key: Any, queue: Any) -> None:
         super().__init__(f"{key!r} is not subscribed to {queue!r}")
         self.key = key
 
 
 def _key(key: Any, coro: Coroutine) -> Any:
     return key if key is not None else coro._root
+
+
+def _shared(queue: PublishSubscribeQueue, sched: Scheduler) -> Any:
+    """The broker's backend of a named queue, or None (the queue is local)."""
+    if queue.name is None or sched.broker is None:
+        return None
+    return sched.broker.queue(queue.name)
 
 
 class PSSubscribe(Operation):
@@ -85,6 +92,9 @@ class PSSubscribe(Operation):
         self.key = key
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
+        shared = _shared(self.queue, sched)
+        if shared is not None:
+            return shared.subscribe(self.key).process(sched, coro)
         return self.queue._subscribe(_key(self.key, coro))
 
 
@@ -102,6 +112,9 @@ class PSUnsubscribe(Operation):
         self.key = key
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
+        shared = _shared(self.queue, sched)
+        if shared is not None:
+            return shared.unsubscribe(self.key).process(sched, coro)
         return self.queue._unsubscribe(_key(self.key, coro))
 
 
@@ -119,6 +132,9 @@ class PSPublish(Operation):
         self.message = message
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
+        shared = _shared(self.queue, sched)
+        if shared is not None:
+            return shared.publish(self.message).process(sched, coro)
         prio = self.prio if self.prio >= 0 else sched.default_priority
         return self.queue._publish(self.message, bool(prio & priority.OP))
 
@@ -139,6 +155,14 @@ class PSFetch(TimedOperation):
         self._parked_key: Any = None
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
+        shared = _shared(self.queue, sched)
+        if shared is not None:
+            timeout = self.timeout
+            if timeout is USE_DEFAULT:
+                timeout = sched.default_timeout
+            # the shared fetch bounds its own wait: no second deadline on this operation
+            self.timeout = None
+            return shared.fetch(self.key, timeout).process(sched, coro)
         queue = self.queue
         key = _key(self.key, coro)
         position = queue.subscribers.get(key)
@@ -185,9 +209,22 @@ class PublishSubscribeQueue:
         messages = yield q.fetch(timeout=30)   # ["hello"]
 
     Not thread-safe: use it from the scheduler's thread.
+
+    With ``name``, and a scheduler with a broker (``Scheduler(broker=...)``,
+    ``cogen-web --broker``), the queue is shared by every process using
+    the broker: its messages are kept by the broker (a Redis stream, see
+    :mod:`cogen.redis.broker`), so a subscriber's successive fetches, served
+    by any process, see every message once and in order. Keys must then be
+    ``str`` and messages ``bytes``, ``str`` or JSON-serialisable;
+    ``publish`` returns the number of subscribers. Without a broker a named
+    queue is a local one like any other.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"a queue name is a str, not {name!r}")
+        #: The name the queue is shared under through a broker (None: never shared).
+        self.name = name
         #: The messages some subscriber has not fetched yet (and, between
         #: compactions, some that every subscriber has).
         self.messages: list[Any] = []

@@ -37,6 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from cogen.core import broker as _broker
 from cogen.core import coroutines as _coroutines
 from cogen.core.coroutines import Coroutine
 from cogen.core.events import (
@@ -81,13 +82,20 @@ class Scheduler:
         proactor_multiplex_first: accepted for the original's code; no effect
             (operations always try their system call before waiting). So are
             ``proactor_greedy``, ``proactor_default_size`` and ``ops_greedy``.
+        broker: a broker (see :mod:`cogen.core.broker`) or a Redis URL
+            (``'redis://host:6379/0'``) through which ``Signal`` s with
+            str/bytes names and ``PublishSubscribeQueue(name=...)`` s reach
+            every process sharing it. None (the default): they stay in this
+            process. A broker keeps a coroutine waiting for other processes'
+            signals, so ``run()`` then returns only after ``stop()``.
     """
 
     def __init__(self, reactor: Any = None, default_priority: int = priority.LAST,
                  default_timeout: float | None = None, reactor_resolution: float | None = None,
                  *, proactor: Any = None, proactor_resolution: float | None = None,
                  proactor_multiplex_first: bool | None = None, proactor_greedy: bool | None = None,
-                 proactor_default_size: int | None = None, ops_greedy: bool | None = None) -> None:
+                 proactor_default_size: int | None = None, ops_greedy: bool | None = None,
+                 broker: Any = None) -> None:
         if default_priority < 0:
             raise ValueError(f"default_priority must be a priority, not {default_priority!r}")
         if default_timeout is not None and default_timeout < 0:
@@ -124,6 +132,12 @@ class Scheduler:
         #: Loop iterations so far: the blocked-loop watchdog
         #: (:mod:`cogen.core.watchdog`) samples it from its thread.
         self.iterations = 0
+        #: The broker Signals with str/bytes names go through (None: none).
+        self.broker: Any = None
+        if broker is not None:
+            self.broker = _broker.resolve(broker)
+            self.broker.attach(self)
+            self.on_close(self.broker.close)
 
     # -- the original's later names -------------------------------------------------
     @property
@@ -350,7 +364,7 @@ class Scheduler:
         append = active.append
         default_prio = self.default_priority
         arm_default = self.default_timeout is not None
-        sigwait, signals = self.sigwait, self.signals
+        sigwait, signals, broker = self.sigwait, self.signals, self.broker
         reactor = self.reactor
         readers, writers = reactor.readers, reactor.writers
         # Micro-optimisations of this loop, measured with callgrind on
@@ -414,7 +428,7 @@ class Scheduler:
                     if timeout is not None and (arm_default or timeout is not USE_DEFAULT):
                         self._arm(op, coro, timeout)
                     break
-                if cls is Signal and op.recipients == 0:
+                if cls is Signal and op.recipients == 0 and broker is None:
                     prio = op.prio
                     if prio < 0:
                         prio = default_prio

@@ -33,10 +33,12 @@ class BodySource:
     )
 
     def __init__(self, conn: Any, content_length: int | None, chunked: bool,
-                 expect_continue: bool, max_body: int | None, timeout: float | None) -> None:
+                 expect_continue: bool, max_body: int | None, timeout: float | None,
+                 max_trailer_bytes: int = 65536, max_trailer_count: int = 100) -> None:
         self.conn = conn
         self.remaining = content_length or 0
-        self.decoder = ChunkedDecoder(max_body=max_body) if chunked else None
+        self.decoder = ChunkedDecoder(max_body=max_body, max_trailer_bytes=max_trailer_bytes,
+                                      max_trailer_count=max_trailer_count) if chunked else None
         self.expect_continue = expect_continue
         self.pending = b""
         self.received = 0

@@ -10,14 +10,22 @@ from urllib.parse import unquote
 __all__ = ["DEFAULT_TRUSTED_HEADERS", "PROXY_HEADERS", "ErrorStream", "ProxyRules", "check_proxy_headers",
            "decode_path", "header_key"]
 
+# Header names seen before -> their environ keys: clients send the same dozen
+# names on every request. The names come from clients, so the cache is
+# bounded in entries and in name length (as NAME_CACHE in _http_common is);
+# past the limit, a new name's key is computed on every use instead.
 _KEYS: dict[str, str] = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
+KEY_CACHE_LIMIT = 1000
+_KEY_NAME_LIMIT = 64
 
 
 def header_key(name: str) -> str:
     """The environ key of a lower-case header name (``x-a`` → ``HTTP_X_A``)."""
     key = _KEYS.get(name)
     if key is None:
-        key = _KEYS[name] = "HTTP_" + name.upper().replace("-", "_")
+        key = "HTTP_" + name.upper().replace("-", "_")
+        if len(name) <= _KEY_NAME_LIMIT and len(_KEYS) < KEY_CACHE_LIMIT:
+            _KEYS[name] = key
     return key
 
 

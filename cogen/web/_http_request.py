@@ -47,13 +47,16 @@ MAX_EMPTY_LINES: Final = 4
 _IP_LITERAL: Final = (
     r"\[(?:[0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
 )
-# reg-name = *( unreserved / pct-encoded / sub-delims ), matched run by run.
-_REG_NAME: Final = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]++|%[0-9A-Fa-f]{2})"
+# reg-name = *( unreserved / pct-encoded / sub-delims ). One quantifier over
+# alternatives that each match a fixed length and start with different
+# characters ("%" is not in the class, nor is ":"), so a failed match backs off
+# one step at a time: linear in the input, with no possessive quantifier (3.11+).
+_REG_NAME_UNIT: Final = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f][0-9A-Fa-f])"
 # The Host field may have an empty host (RFC 9110 §7.2); a URI authority may not.
-_HOST_FIELD: Final = re.compile(f"(?:{_IP_LITERAL}|{_REG_NAME}*+)(?::[0-9]*+)?")
-_URI_AUTHORITY: Final = re.compile(f"(?:{_IP_LITERAL}|{_REG_NAME}++)(?::[0-9]*+)?")
+_HOST_FIELD: Final = re.compile(f"(?:{_IP_LITERAL}|{_REG_NAME_UNIT}*)(?::[0-9]*)?")
+_URI_AUTHORITY: Final = re.compile(f"(?:{_IP_LITERAL}|{_REG_NAME_UNIT}+)(?::[0-9]*)?")
 # RFC 9112 §3.2.3: authority-form = uri-host ":" port, for CONNECT only.
-_CONNECT_AUTHORITY: Final = re.compile(f"(?:{_IP_LITERAL}|{_REG_NAME}++):[0-9]++")
+_CONNECT_AUTHORITY: Final = re.compile(f"(?:{_IP_LITERAL}|{_REG_NAME_UNIT}+):[0-9]+")
 # Host values already validated: a server sees the same few on every
 # request. Bounded in entries and length; past the limit new values are
 # validated on every use.

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Generator
 from typing import Any
 
@@ -23,8 +25,28 @@ _HEAD_CACHE: dict[tuple[Any, ...], tuple[bytes, Any]] = {}
 _cache_state: list[Any] = [None]
 
 
+#: What an app may raise that fails its own request only. SystemExit and
+#: KeyboardInterrupt are included: a ``sys.exit()`` in one view must not stop
+#: the server (the CLI stops it on SIGINT/SIGTERM through its handlers).
+#: GeneratorExit is not: it closes the connection's coroutine.
+_APP_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
+
+
 def _is_op(item: Any) -> bool:
     return isinstance(item, (Operation, Coroutine))
+
+
+def _is_real_interrupt(exc: BaseException) -> bool:
+    """True if ``exc`` may be a Ctrl-C delivered by Python's default SIGINT handler.
+
+    That handler raises KeyboardInterrupt in the main thread, in whatever
+    code runs there, the app's included: that one must stop the server. With
+    another handler installed (the CLI's), or off the main thread, it is the
+    app's own.
+    """
+    return (isinstance(exc, KeyboardInterrupt)
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 
 
 class _Response:
@@ -106,7 +128,9 @@ class _Response:
         environ = self.environ
         try:
             result = self.server.app(environ, self.start_response)
-        except Exception:
+        except _APP_ERRORS as exc:
+            if _is_real_interrupt(exc):
+                raise
             yield from self._app_failed(sys.exc_info())
             return False
         try:
@@ -114,6 +138,10 @@ class _Response:
                     and len(result) == 1 and result[0].__class__ is bytes:
                 body = result[0]
                 yield from self._send(body, len(body))
+                if self.left or self.chunked:
+                    # shorter than the app's own Content-Length (or framed
+                    # by the app's Transfer-Encoding): the same end as _pump's
+                    yield from self._finish()
                 return True
             if self.status is not None and self.pending is None \
                     and hasattr(result, "sendfile_range") and (yield from self.send_file(result)):
@@ -123,7 +151,9 @@ class _Response:
             return True
         except (ClientDisconnected, OperationTimeout, ServerClosing):
             raise
-        except Exception:
+        except _APP_ERRORS as exc:
+            if _is_real_interrupt(exc):
+                raise
             yield from self._app_failed(sys.exc_info())
             return False
         finally:
@@ -131,7 +161,7 @@ class _Response:
             if close is not None:
                 try:
                     close()
-                except Exception:
+                except _APP_ERRORS:
                     error_log.exception("error closing the response iterable of %s %s",
                                         self.head.method, self.head.target)
 
@@ -228,7 +258,8 @@ class _Response:
                                                        (environ, self.start_response), pool=pool))
         except ServerClosing:
             raise
-        except Exception:
+        except _APP_ERRORS:
+            # raised in a pool thread: never a signal's KeyboardInterrupt
             yield from self._app_failed(sys.exc_info())
             return False
         try:
@@ -238,7 +269,10 @@ class _Response:
             return True
         except (ClientDisconnected, OperationTimeout, ServerClosing):
             raise
-        except Exception:
+        except _APP_ERRORS as exc:
+            # a list's items are taken on this thread, the rest in the pool
+            if in_pool is None and _is_real_interrupt(exc):
+                raise
             yield from self._app_failed(sys.exc_info())
             return False
         finally:
@@ -254,7 +288,7 @@ class _Response:
                 else:
                     try:
                         yield threads.Run(close, pool=pool)
-                    except Exception:
+                    except _APP_ERRORS:
                         error_log.exception("error closing the response iterable of %s %s",
                                             self.head.method, self.head.target)
 
@@ -271,7 +305,7 @@ class _Response:
         except RuntimeError:  # the pool is shut down: close it here, as best we can
             try:
                 close()
-            except Exception:
+            except _APP_ERRORS:
                 error_log.debug("could not close the response iterable of %s %s", head.method,
                                 head.target, exc_info=True)
 

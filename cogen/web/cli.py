@@ -18,6 +18,7 @@ import os
 import signal
 import ssl
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -49,7 +50,33 @@ log = logging.getLogger("cogen.web")
 
 
 class UsageError(Exception):
-    """Bad input from the command line: reported in one line, exit status 2."""
+    """Bad input from the command line: reported in one line, exit status 2.
+
+    ``details``, if not empty, is printed after that line: the traceback of
+    an app that failed while being imported or made.
+    """
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def _is_missing(exc: ImportError, module_name: str) -> bool:
+    """True if ``exc`` says ``module_name`` itself (or a package of its path) does not exist."""
+    name = exc.name
+    return isinstance(exc, ModuleNotFoundError) and name is not None and (
+        name == module_name or module_name.startswith(name + "."))
+
+
+def _app_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback without the frames of this module and of the import machinery."""
+    info = traceback.TracebackException.from_exception(exc)
+    importlib_init = os.path.join("importlib", "__init__.py")
+    info.stack = traceback.StackSummary.from_list([
+        frame for frame in info.stack
+        if frame.filename != __file__ and not frame.filename.startswith("<frozen importlib")
+        and not frame.filename.endswith(importlib_init)])
+    return "".join(info.format())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,7 +148,7 @@ def load_app(spec: str, call: bool = False) -> Callable[..., Any]:
     The attribute defaults to ``application``; a trailing ``()``
     (``app:make_app()``), like ``call=True``, calls it without arguments to
     get the application. Raises UsageError with a one-line reason when it
-    cannot.
+    cannot (and, when the app's own code failed, its traceback as ``details``).
     """
     module_name, sep, attr_path = spec.partition(":")
     if attr_path.endswith("()"):
@@ -134,10 +161,13 @@ def load_app(spec: str, call: bool = False) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        if not _is_missing(exc, module_name):
+            raise UsageError(f"importing module {module_name!r} failed: "
+                             f"{type(exc).__name__}: {exc}", _app_traceback(exc)) from None
         raise UsageError(f"cannot import module {module_name!r}: {exc}") from None
     except Exception as exc:  # noqa: BLE001  (any failure of the app's import is reported)
         raise UsageError(f"importing module {module_name!r} failed: "
-                         f"{type(exc).__name__}: {exc}") from None
+                         f"{type(exc).__name__}: {exc}", _app_traceback(exc)) from None
     obj: Any = module
     for part in attr_path.split("."):
         try:
@@ -149,7 +179,7 @@ def load_app(spec: str, call: bool = False) -> Callable[..., Any]:
             obj = obj()
         except Exception as exc:  # noqa: BLE001  (as for the import)
             raise UsageError(f"calling {module_name}:{attr_path}() failed: "
-                             f"{type(exc).__name__}: {exc}") from None
+                             f"{type(exc).__name__}: {exc}", _app_traceback(exc)) from None
     if not callable(obj):
         raise UsageError(f"{spec} is not callable (got {type(obj).__name__}); "
                          f"use --call if it is a factory")
@@ -327,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(app, binds, options, grace=settings["graceful_timeout"], settings=settings)
     except UsageError as exc:
         print(f"cogen-web: error: {exc}", file=sys.stderr)
+        if exc.details:
+            print(exc.details, end="", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0
@@ -368,10 +400,11 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
     back). Raises UsageError if an address cannot be bound.
     """
     from cogen.core.schedulers import Scheduler
+    from cogen.web._broker import close_broker_after
     from cogen.web._signals import SignalPipe
     from cogen.web.health import ProcessHealth
     settings = settings or {}
-    sched = Scheduler()
+    sched = Scheduler(broker=options.get("broker"))
     health = ProcessHealth(sched, (), settings.get("blocked_loop_warning", 0.1))
     app = with_stats(app, settings.get("stats_path"), lambda: stats_document([health.figures()]))
     servers = listen_all(list(sockets) if sockets else list(binds), app, sched, options)
@@ -383,6 +416,7 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
         signals.close()
         for srv in servers:
             srv.shutdown(grace)
+        close_broker_after(sched, servers)
 
     # Handlers first: whoever reads "listening on" may signal at once.
     signals = SignalPipe(sched, {signal.SIGTERM: stop, signal.SIGINT: stop,

@@ -34,7 +34,10 @@ and that many fields of that size), ``--worker-connections`` →
 max_connections, ``--threads`` (above 1) → threads, ``--forwarded-allow-ips``
 → trusted_proxy, ``--certfile``/``--keyfile`` etc. → ssl_context,
 ``--access-logfile`` → access_log (lines go to gunicorn's access log
-handlers, the server's other log lines to its error log handlers).
+handlers, the server's other log lines to its error log handlers). The
+broker comes from the environment variable ``COGEN_BROKER`` (``gunicorn
+--env COGEN_BROKER=redis://host:6379/0 ...``): gunicorn's own settings have
+no place for it.
 """
 from __future__ import annotations
 
@@ -75,6 +78,9 @@ def server_options(cfg: Any) -> dict[str, Any]:
     if isinstance(allowed, str):
         allowed = [ip.strip() for ip in allowed.split(",") if ip.strip()]
     opts["trusted_proxy"] = list(allowed)
+    broker = os.environ.get("COGEN_BROKER")
+    if broker:
+        opts["broker"] = broker
     if getattr(cfg, "is_ssl", False):
         from gunicorn import sock  # type: ignore[import-untyped]
         opts["ssl_context"] = sock.ssl_context(cfg)
@@ -101,9 +107,13 @@ class CogenWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
         from cogen.core.schedulers import Scheduler
         from cogen.web.wsgi import WSGIServer
         self._route_logs()
-        sched = self._sched = Scheduler()
-        app = self._counting(self.wsgi)
+        from cogen.core.broker import LocalOnlyWarning
         options = server_options(self.cfg)
+        # Without a broker, the first Signal of a worker of several warns that it stays there.
+        many = self.cfg.workers > 1
+        sched = self._sched = Scheduler(broker=options.get("broker") or
+                                        (LocalOnlyWarning(self.cfg.workers) if many else None))
+        app = self._counting(self.wsgi)
         self._servers = [WSGIServer(listener.sock, app, sched, **options)
                          for listener in self.sockets]
         for srv in self._servers:
@@ -139,6 +149,8 @@ class CogenWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
         sched.forget_fd(fd, _Stopped())
         for srv in self._servers:
             srv.shutdown(self.cfg.graceful_timeout)
+        from cogen.web._broker import close_broker_after
+        close_broker_after(sched, self._servers)
 
     def _watch_wakeup_pipe(self) -> Generator[Any, Any, None]:
         """Drain gunicorn's signal wake-up pipe; the loop then sees ``self.alive``."""

@@ -213,6 +213,17 @@ def as_auto_bool(value: Any) -> bool | None:
     return as_bool(value)
 
 
+def as_broker_url(value: Any) -> str | None:
+    """A Redis URL (``redis://``, ``rediss://``, ``unix://``) checked as redis-py reads it, or None."""
+    text = as_str(value)
+    if text is None:
+        return None
+    from cogen.redis.connection import parse_url
+
+    parse_url(text)  # ValueError names the problem
+    return text
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """One server option.
@@ -262,9 +273,9 @@ OPTIONS: tuple[Option, ...] = (
            "SECONDS", "limits"),
     Option("max_request_line", as_int, 8190, "longest request line (414 beyond)",
            "--max-request-line", "BYTES", "limits"),
-    Option("max_header_bytes", as_size, 65536, "largest request head (431 beyond)",
+    Option("max_header_bytes", as_size, 65536, "largest request head or chunked trailer section (431 beyond)",
            "--max-header-bytes", "BYTES", "limits"),
-    Option("max_header_count", as_int, 100, "most header fields in a request (431 beyond)",
+    Option("max_header_count", as_int, 100, "most header (or trailer) fields in a request (431 beyond)",
            "--max-header-count", "N", "limits"),
     Option("max_body", as_size, 1024**3, "largest request body, 'none' for no limit (413 beyond)",
            "--max-body", "BYTES", "limits"),
@@ -344,6 +355,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("websocket_compression", as_bool, True,
            "agree to per-message deflate (RFC 7692) when a WebSocket client offers it",
            "--websocket-compression", "BOOL", "websocket"),
+    Option("broker", as_broker_url, None,
+           "a Redis URL (redis://host:6379/0) through which Signals and named "
+           "PublishSubscribeQueues reach every worker and machine sharing it",
+           "--broker", "URL"),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}

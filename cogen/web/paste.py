@@ -100,7 +100,7 @@ class PasteServer:
         from cogen.web._signals import SignalPipe
         from cogen.web.cli import describe
         from cogen.web.wsgi import WSGIServer
-        sched = Scheduler()
+        sched = Scheduler(broker=self.options.get("broker"))
         try:
             for bind in self.binds:
                 self.servers.append(WSGIServer(bind, app, sched, **self.options))
@@ -139,6 +139,9 @@ class PasteServer:
             self._signals.close()
         for srv in self.servers:
             srv.shutdown(self.grace)
+        if self._sched is not None:
+            from cogen.web._broker import close_broker_after
+            close_broker_after(self._sched, self.servers)
 
     def shutdown(self) -> None:
         """Stop gracefully, from any thread; the call serving the app then returns."""

@@ -67,6 +67,33 @@ ABNORMAL = 1006
 _INFLATE_SLICE = 4096
 
 
+#: wsproto's names, bound by :func:`_load_wsproto` at the first upgrade (it is an optional extra)
+_OPEN: Any = None
+_REMOTE_CLOSING: Any = None
+_CLOSED: Any = None
+_Message: Any = None
+_TextMessage: Any = None
+_BytesMessage: Any = None
+_Ping: Any = None
+_CloseConnection: Any = None
+
+
+def _load_wsproto() -> None:
+    """Import wsproto once; RuntimeError naming the extra when it is missing."""
+    global _OPEN, _REMOTE_CLOSING, _CLOSED, _Message, _TextMessage, _BytesMessage, _Ping, _CloseConnection
+    if _OPEN is not None:
+        return
+    try:
+        from wsproto.connection import ConnectionState
+        from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
+    except ImportError:  # pragma: no cover - the extra is not installed
+        raise RuntimeError("WebSocket support needs wsproto: pip install 'cogen[websocket]'") from None
+    _REMOTE_CLOSING, _CLOSED = ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED
+    _Message, _TextMessage, _BytesMessage = Message, TextMessage, BytesMessage
+    _Ping, _CloseConnection = Ping, CloseConnection
+    _OPEN = ConnectionState.OPEN
+
+
 class ConnectionClosed(_SocketConnectionClosed):
     """The WebSocket is closed: by the peer, by us, or the connection was lost.
 
@@ -167,13 +194,11 @@ class WebSocketUpgrade:
             raise RuntimeError("the response has already started; cannot upgrade it")
         if subprotocol is not None and subprotocol not in self.subprotocols:
             raise ValueError(f"subprotocol {subprotocol!r} was not offered (offered: {self.subprotocols})")
-        try:
-            from wsproto.connection import Connection, ConnectionType
-            from wsproto.extensions import PerMessageDeflate
-            from wsproto.handshake import server_extensions_handshake
-            from wsproto.utilities import generate_accept_token
-        except ImportError:  # pragma: no cover - the extra is not installed
-            raise RuntimeError("WebSocket support needs wsproto: pip install 'cogen[websocket]'") from None
+        _load_wsproto()
+        from wsproto.connection import Connection, ConnectionType
+        from wsproto.extensions import PerMessageDeflate
+        from wsproto.handshake import server_extensions_handshake
+        from wsproto.utilities import generate_accept_token
         self._accepted = True
         lines = [b"HTTP/1.1 101 Switching Protocols", b"Upgrade: websocket", b"Connection: Upgrade",
                  b"Sec-WebSocket-Accept: " + generate_accept_token(
@@ -279,6 +304,7 @@ class WebSocket:
         self._rwait = WaitIO(conn.fd, sock)
         self._wwait = WaitIO(conn.fd, sock)
         self._raw = b""
+        self._drained = False
         self._parts: list[Any] = []
         self._size = 0
         self._receiving = False
@@ -338,11 +364,9 @@ class WebSocket:
         """Handle the events parsed so far; a whole message, or None for more bytes."""
         if self.closed:
             raise ConnectionClosed(self.close_code or ABNORMAL, self.close_reason or "")
-        from wsproto.connection import ConnectionState
-        from wsproto.events import CloseConnection, Message, Ping
         proto = self._proto
         for event in proto.events():
-            if isinstance(event, Message):
+            if isinstance(event, _Message):
                 data = event.data
                 self._size += len(data) if isinstance(data, (bytes, bytearray)) else len(data.encode())
                 if self.max_message is not None and self._size > self.max_message:
@@ -353,16 +377,16 @@ class WebSocket:
                     if isinstance(data, str):
                         return "".join(parts)
                     return b"".join(parts)
-            elif isinstance(event, Ping):
+            elif isinstance(event, _Ping):
                 yield from self._write(proto.send(event.response()), None)
-            elif isinstance(event, CloseConnection):
-                if proto.state is ConnectionState.REMOTE_CLOSING:
+            elif isinstance(event, _CloseConnection):
+                if proto.state is _REMOTE_CLOSING:
                     # the peer closed: answer with the same code (RFC 6455 §5.5.1)
                     reply = event.response()
                     self._mark_closed(event.code, event.reason or "")
                     yield from self._write(proto.send(reply), None, ignore_errors=True)
                     raise ConnectionClosed(event.code, event.reason or "")
-                if proto.state is ConnectionState.CLOSED:  # the answer to our close
+                if proto.state is _CLOSED:  # the answer to our close
                     self._mark_closed(self.close_code or event.code, self.close_reason or "")
                     raise ConnectionClosed(self.close_code or event.code, self.close_reason or "")
                 # a protocol error found by the parser (1002, 1007, ...)
@@ -383,6 +407,10 @@ class WebSocket:
 
     def _recv(self, deadline: float | None) -> Generator[Any, Any, bytes]:
         sock = self._conn.sock
+        if self._drained:
+            # the last read took all there was: the next message has rarely
+            # come yet, so wait for it rather than make a recv that fails
+            yield from self._wait_readable(deadline)
         while True:
             try:
                 data: bytes = sock.recv(65536)
@@ -400,6 +428,7 @@ class WebSocket:
                 raise ConnectionClosed(ABNORMAL, "the client went away without a close frame")
             self._last_seen = _monotonic()
             self._ping_sent = None
+            self._drained = len(data) < 65536 and not isinstance(sock, ssl.SSLSocket)
             return data
 
     def _wait_readable(self, deadline: float | None) -> Generator[Any, Any, None]:
@@ -432,22 +461,21 @@ class WebSocket:
 
     # -- sending ----------------------------------------------------------------------
     def _send_message(self, data: Any, timeout: float | None) -> Generator[Any, Any, None]:
-        from wsproto.events import BytesMessage, TextMessage
         if isinstance(data, str):
-            event: Any = TextMessage(data=data)
+            event: Any = _TextMessage(data=data)
         elif isinstance(data, (bytes, bytearray, memoryview)):
-            event = BytesMessage(data=bytes(data))
+            event = _BytesMessage(data=bytes(data))
         else:
             raise TypeError(f"a WebSocket message is str or bytes, not {type(data).__name__}")
-        yield from self._send_event(event, None, timeout)
+        if self.closed or self._proto.state is not _OPEN:
+            raise ConnectionClosed(self.close_code or ABNORMAL, self.close_reason or "closing")
+        yield from self._write(self._proto.send(event), timeout)
 
     def _send_event(self, event: Any, payload: bytes | None,
                     timeout: float | None) -> Generator[Any, Any, None]:
-        from wsproto.connection import ConnectionState
-        from wsproto.events import Ping
         if event == "ping":
-            event = Ping(payload=payload or b"")
-        if self.closed or self._proto.state is not ConnectionState.OPEN:
+            event = _Ping(payload=payload or b"")
+        if self.closed or self._proto.state is not _OPEN:
             raise ConnectionClosed(self.close_code or ABNORMAL, self.close_reason or "closing")
         yield from self._write(self._proto.send(event), timeout)
 
@@ -461,8 +489,16 @@ class WebSocket:
             yield PARKED
         self._sending = True
         try:
-            yield from send_all(self._conn.sock, self._wwait, data,
-                                timeout if timeout is not None else self._send_timeout)
+            sock = self._conn.sock
+            try:
+                sent = sock.send(data)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                sent = 0
+            except OSError as exc:
+                raise ClientDisconnected(f"send failed: {exc}") from exc
+            if sent < len(data):
+                yield from send_all(sock, self._wwait, memoryview(data)[sent:],
+                                    timeout if timeout is not None else self._send_timeout)
         except ClientDisconnected as exc:
             self._mark_closed(ABNORMAL, str(exc))
             if not ignore_errors:
@@ -478,11 +514,9 @@ class WebSocket:
 
     # -- closing ----------------------------------------------------------------------
     def _close(self, code: int, reason: str) -> Generator[Any, Any, None]:
-        from wsproto.connection import ConnectionState
-        from wsproto.events import CloseConnection
-        if self._proto.state is ConnectionState.OPEN:
+        if self._proto.state is _OPEN:
             self.close_code, self.close_reason = code, reason
-            yield from self._write(self._proto.send(CloseConnection(code=code, reason=reason)), None,
+            yield from self._write(self._proto.send(_CloseConnection(code=code, reason=reason)), None,
                                    ignore_errors=True)
         yield from self._await_close()
 
@@ -502,12 +536,10 @@ class WebSocket:
 
     def _fail(self, code: int, reason: str) -> Generator[Any, Any, None]:
         """Close with ``code`` after a limit or protocol error; raises ConnectionClosed."""
-        from wsproto.connection import ConnectionState
-        from wsproto.events import CloseConnection
         log.debug("closing a WebSocket with %s: %s", code, reason)
-        if self._proto.state is ConnectionState.OPEN:
+        if self._proto.state is _OPEN:
             self.close_code, self.close_reason = code, reason
-            yield from self._write(self._proto.send(CloseConnection(code=code, reason=reason[:120])),
+            yield from self._write(self._proto.send(_CloseConnection(code=code, reason=reason[:120])),
                                    None, ignore_errors=True)
         self._mark_closed(code, reason)
         self._conn_shutdown()
@@ -537,13 +569,11 @@ class WebSocket:
 
     def _going_away(self) -> Generator[Any, Any, None]:
         """The server stops: tell the client (1001); the receiver sees its answer."""
-        from wsproto.connection import ConnectionState
-        from wsproto.events import CloseConnection
-        if self.closed or self._proto.state is not ConnectionState.OPEN:
+        if self.closed or self._proto.state is not _OPEN:
             return
         self.close_code, self.close_reason = GOING_AWAY, "the server is stopping"
         try:
-            yield from self._write(self._proto.send(CloseConnection(code=GOING_AWAY,
+            yield from self._write(self._proto.send(_CloseConnection(code=GOING_AWAY,
                                                                     reason="the server is stopping")),
                                    None, ignore_errors=True)
         except (OperationTimeout, ConnectionClosed):

@@ -377,17 +377,20 @@ class Master:
             return
         now = time.monotonic()
         if not worker.is_ready:
-            reason = worker.status[1:].decode("utf-8", "replace").strip() or how
+            reason, _, details = worker.status[1:].decode("utf-8", "replace").partition("\n")
+            reason = reason.strip() or how
             if not self._is_booted and self._fatal is None:
                 code = os.waitstatus_to_exitcode(status)
                 if code == 2 and worker.status.startswith(b"E"):
-                    self._fatal = UsageError(reason)
+                    self._fatal = UsageError(reason, details)
                 else:
                     log.error("worker %d failed to start: %s", worker.pid, reason)
                     self._status = 1
                 self._stop()
                 return
-            log.error("worker %d failed to start: %s", worker.pid, reason)
+            # after the boot (a reload, a replacement), the app's traceback goes to the log
+            log.error("worker %d failed to start: %s%s", worker.pid, reason,
+                      "\n" + details.rstrip("\n") if details else "")
             if worker.pid == self._reload_new:
                 log.error("reload abandoned: the old workers keep serving")
                 self._reload_new = None
@@ -448,11 +451,11 @@ class Master:
         try:
             app = load_app(self.app_spec, self.call)
         except UsageError as exc:
-            status.send(f"E{exc}")
+            status.send(f"E{exc}", exc.details)
             return 2
         try:
             return _serve_worker(app, self.sockets, self.options, self.grace, self._alive_r,
-                                 status, self.settings)
+                                 status, self.settings, self.count)
         except Exception as exc:
             status.send(f"E{type(exc).__name__}: {exc}")
             raise
@@ -460,14 +463,17 @@ class Master:
 
 def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str, Any],
                   grace: float, alive_fd: int, status: _StatusPipe,
-                  settings: Mapping[str, Any]) -> int:
+                  settings: Mapping[str, Any], workers: int = 2) -> int:
     """Serve ``app`` on the inherited sockets until SIGTERM or the master's death."""
+    from cogen.core.broker import LocalOnlyWarning
     from cogen.core.schedulers import Scheduler
+    from cogen.web._broker import close_broker_after
     from cogen.web._signals import ParentWatch, SignalPipe
     from cogen.web.cli import stats_document, with_stats
     from cogen.web.health import ProcessHealth
     from cogen.web.wsgi import WSGIServer
-    sched = Scheduler()
+    # Without a broker, the first Signal warns that it reaches this worker only.
+    sched = Scheduler(broker=options.get("broker") or LocalOnlyWarning(workers))
     health = ProcessHealth(sched, (), settings.get("blocked_loop_warning", 0.1))
     app = with_stats(app, settings.get("stats_path"), lambda: stats_document([health.figures()]))
     servers = [WSGIServer(sock, app, sched, **options) for sock in sockets]
@@ -488,6 +494,7 @@ def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str,
         parent.close()
         for srv in servers:
             srv.shutdown(grace)
+        close_broker_after(sched, servers)
 
     from cogen.web.cli import reopen_logs
     signals = SignalPipe(sched, {signal.SIGTERM: lambda signum: stop("received SIGTERM"),
@@ -511,13 +518,15 @@ class _StatusPipe:
     def __init__(self, fd: int) -> None:
         self.fd: int | None = fd
 
-    def send(self, message: str) -> None:
-        """Write ``message`` as one line and close the pipe; later calls do nothing."""
+    def send(self, message: str, details: str = "") -> None:
+        """Write ``message`` as one line (then ``details``) and close the pipe; later calls do nothing."""
         fd, self.fd = self.fd, None
         if fd is None:
             return
+        data = memoryview((message.replace("\n", " ") + "\n" + details).encode("utf-8", "replace"))
         try:
-            os.write(fd, message.replace("\n", " ").encode("utf-8", "replace") + b"\n")
+            while data:
+                data = data[os.write(fd, data):]
         except OSError:
             pass
         finally:

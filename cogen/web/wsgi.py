@@ -35,8 +35,9 @@ from typing import Any
 
 import cogen.core as _cogen_core
 from cogen.core import coroutines as _coroutines
+from cogen.core.broker import install as install_broker
 from cogen.core.coroutines import Coroutine, coroutine
-from cogen.core.events import OperationTimeout, Signal, Sleep, WaitForSignal
+from cogen.core.events import OperationTimeout, Signal, WaitForSignal
 from cogen.core.schedulers import Scheduler
 from cogen.web import http as _http
 from cogen.web._body import BodySource, UnreadableInput, read_whole_body
@@ -71,6 +72,8 @@ _SERVER_ERROR = b"Internal Server Error\n"
 
 
 _ServerClosing = ServerClosing
+#: Seconds without an accept() failure that end an episode of them.
+_ACCEPT_QUIET = 5.0
 
 
 class FileWrapper:
@@ -247,7 +250,9 @@ class WSGIServer:
             opts["server_name"] = server_name
         self.options = opts
         self.app = app
-        self.sched = scheduler if scheduler is not None else Scheduler()
+        self.sched = scheduler if scheduler is not None else Scheduler(broker=opts["broker"])
+        if scheduler is not None and opts["broker"] is not None:
+            install_broker(scheduler, opts["broker"])
         # A socket we are handed is the caller's: closing ours must not unlink its path.
         self._owns_path = not isinstance(bind_addr, socket.socket) and not isinstance(
             getattr(bind_addr, "raw", None), socket.socket)
@@ -276,6 +281,12 @@ class WSGIServer:
         self._websockets: set[Any] = set()
         self._closing = False
         self._stopped = False
+        #: accept() failures in a row (EMFILE...; while > 0 a closed connection
+        #: wakes the accept loop), when the last one was, and whether the
+        #: episode's recovery was logged (see _accept_backoff)
+        self._accept_failures = 0
+        self._accept_failed_at = -_ACCEPT_QUIET - 1.0
+        self._accept_recovery_logged = True
         self._serve_coro: Any = None
         self._grace_timer: Any = None
         self._grace_deadline: float | None = None
@@ -431,10 +442,10 @@ class WSGIServer:
                 except OSError as exc:
                     if self._closing:
                         break
-                    log.warning("accept failed: %s", exc)
-                    # EMFILE and friends: back off instead of spinning
-                    yield Sleep(0.1)
+                    yield from self._accept_backoff(exc)
                     continue
+                if self._accept_failures:
+                    self._accept_recovered()
                 sock.setblocking(False)
                 if not is_unix:
                     try:
@@ -444,6 +455,38 @@ class WSGIServer:
                 add(handle, sock, addr)
         finally:
             self._close_listener()
+
+    def _accept_backoff(self, exc: OSError) -> Generator[Any, Any, None]:
+        """Wait before the next accept after a failed one.
+
+        EMFILE and friends: the pending connection stays queued, so the
+        listening socket stays readable and retrying at once would spin. The
+        wait doubles, up to half a second, with each failure in a row, and
+        ends early when a connection closes (that frees a descriptor).
+
+        One warning per episode: a server at its limit flaps between failing
+        and accepting, so an episode lasts until accept has not failed for
+        ``_ACCEPT_QUIET`` seconds. The retries are debug lines.
+        """
+        now = _monotonic()
+        self._accept_failures += 1
+        delay = min(0.5, 0.025 * (1 << min(self._accept_failures, 5)))
+        if now - self._accept_failed_at > _ACCEPT_QUIET:
+            self._accept_recovery_logged = False
+            log.warning("accept failed: %s; retrying with back-off", exc)
+        else:
+            log.debug("accept still failing (%s); next try in %.3f s", exc, delay)
+        self._accept_failed_at = now
+        try:
+            yield WaitForSignal((self, "slot"), timeout=delay)
+        except OperationTimeout:
+            pass
+
+    def _accept_recovered(self) -> None:
+        if not self._accept_recovery_logged:
+            self._accept_recovery_logged = True
+            log.info("accepting again after %d failed attempts", self._accept_failures)
+        self._accept_failures = 0
 
     def _close_listener(self) -> None:
         if self.socket.fileno() >= 0:
@@ -519,7 +562,7 @@ class WSGIServer:
             conn.sock.close()
         except OSError:
             pass
-        if self.options["max_connections"]:
+        if self.options["max_connections"] or self._accept_failures:
             self.sched.add(_signal, (self, "slot"))
         if self._closing and not self._conns:
             if self._grace_timer is not None:
@@ -723,8 +766,10 @@ class WSGIServer:
         source = None
         spool = None
         if head.content_length or head.chunked:
+            # a trailer section is held to the head's limits
             source = BodySource(conn, head.content_length, head.chunked, head.expect_continue,
-                                self.options["max_body"], self.options["body_timeout"])
+                                self.options["max_body"], self.options["body_timeout"],
+                                self._limits["max_header_bytes"], self._limits["max_header_count"])
             if self.stream_input:
                 environ["wsgi.input"] = UnreadableInput()
                 gate = CogenGate(self.sched, environ, head.content_length, None, source)

@@ -30,7 +30,23 @@ The HTTP API (all answers are JSON):
   published; the client sends ``{"text": "..."}`` to say something. Closing
   the WebSocket leaves the room. The page uses it where the browser can and
   falls back to long polling where it cannot (a proxy that drops upgrades).
+
+Several workers: with ``--workers 3`` alone, each worker has rooms of its
+own, and a poll served by another worker than the join gets 410. Give the
+server a broker and the rooms are shared by every worker::
+
+    cogen-web examples.chat.app:application --port 8080 --workers 3 --broker redis://127.0.0.1:6379/0
+    gunicorn -k cogen.web.gunicorn.CogenWorker -w 2 --env COGEN_BROKER=redis://127.0.0.1:6379/0 \
+        examples.chat.app:application
+
+Each room's queue is then a named ``PublishSubscribeQueue`` kept in a Redis
+stream: every poll, whichever worker serves it, gets the messages its client
+has not seen, in order. The client id carries the display name, so that any
+worker can say who spoke; the join history is the serving worker's, and
+idle clients are not expired (the stream is trimmed, so they pin nothing
+but their entry in the subscriber list).
 """
+import base64
 import collections
 import json
 import os
@@ -41,6 +57,7 @@ from urllib.parse import parse_qs
 
 from cogen.core.events import AddCoro, OperationTimeout
 from cogen.core.pubsub import NotSubscribedError, PublishSubscribeQueue
+from cogen.errors import CogenError
 
 #: How long one poll request waits for messages before answering ``[]``.
 POLL_TIMEOUT = float(os.environ.get("CHAT_POLL_TIMEOUT", "25"))
@@ -62,7 +79,8 @@ class Room:
 
     def __init__(self, name):
         self.name = name
-        self.queue = PublishSubscribeQueue()
+        # Named: shared by every worker when the server has a broker.
+        self.queue = PublishSubscribeQueue(name=f"chat:{name}")
         self.names = {}          # client id -> display name
         self.last_seen = {}      # client id -> time.monotonic() of its last request
         self.history = collections.deque(maxlen=HISTORY)
@@ -89,6 +107,29 @@ def get_room(name):
     return room
 
 
+def is_shared(environ):
+    """True when the server has a broker: the rooms' queues are then shared by every worker."""
+    broker = getattr(environ["cogen"].sched, "broker", None)
+    return bool(getattr(broker, "is_shared", False))
+
+
+def new_client_id(name):
+    """A fresh client id that carries the display name (so any worker knows it)."""
+    encoded = base64.urlsafe_b64encode(name.encode("utf-8")).decode("ascii").rstrip("=")
+    return f"{secrets.token_urlsafe(12)}.{encoded}"
+
+
+def name_of(client):
+    """The display name inside a client id, or None for an id that is not one of ours."""
+    _token, dot, encoded = client.partition(".")
+    if not dot or len(encoded) > 8 * MAX_NAME:
+        return None
+    try:
+        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 def outcome(environ):
     """The result of the operation the app yielded last; raises its exception."""
     gate = environ["cogen"]
@@ -103,6 +144,12 @@ def json_response(start_response, status, data):
                             ("Content-Length", str(len(body))),
                             ("Cache-Control", "no-store")])
     return body
+
+
+def unavailable(start_response):
+    """503: the broker (shared rooms) cannot be reached; the client retries."""
+    return json_response(start_response, "503 Service Unavailable",
+                         {"error": "the chat's message broker is unavailable; retrying"})
 
 
 def read_form(environ):
@@ -148,7 +195,7 @@ def remove_client(room, client):
     """Unsubscribe ``client`` and tell the others; yields operations."""
     yield room.queue.unsubscribe(client)
     room.last_seen.pop(client, None)
-    name = room.names.pop(client, "someone")
+    name = room.names.pop(client, None) or name_of(client) or "someone"
     if room.names:
         yield room.queue.publish(room.message("left", name))
     elif rooms.get(room.name) is room:
@@ -164,11 +211,17 @@ def expire(room):
 def join(environ, start_response, room):
     form = read_form(environ)
     name = (form.get("name") or "").strip()[:MAX_NAME] or "anonymous"
-    yield from expire(room)
-    room = get_room(room.name)  # expire() forgets a room whose members all left
-    client = secrets.token_urlsafe(12)
+    if not is_shared(environ):
+        yield from expire(room)
+        room = get_room(room.name)  # expire() forgets a room whose members all left
+    client = new_client_id(name)
     history = list(room.history)
     yield room.queue.subscribe(client)
+    try:
+        outcome(environ)
+    except CogenError:  # the broker's Redis is unreachable (BrokerError)
+        yield unavailable(start_response)
+        return
     room.names[client] = name
     room.last_seen[client] = time.monotonic()
     yield room.queue.publish(room.message("joined", name))
@@ -179,7 +232,7 @@ def join(environ, start_response, room):
 def poll(environ, start_response, room):
     query = parse_qs(environ.get("QUERY_STRING", ""))
     client = query.get("client", [""])[-1]
-    if client not in room.names:
+    if client not in room.names and not is_shared(environ):
         yield json_response(start_response, "410 Gone", {"error": "not in this room; join again"})
         return
     room.last_seen[client] = time.monotonic()
@@ -192,6 +245,9 @@ def poll(environ, start_response, room):
     except NotSubscribedError:  # it left (or expired) while this poll waited
         yield json_response(start_response, "410 Gone", {"error": "not in this room; join again"})
         return
+    except CogenError:  # the broker's Redis is unreachable (BrokerError)
+        yield unavailable(start_response)
+        return
     room.last_seen[client] = time.monotonic()
     yield json_response(start_response, "200 OK", {"messages": messages})
 
@@ -200,22 +256,29 @@ def say(environ, start_response, room):
     form = read_form(environ)
     client = form.get("client", "")
     text = (form.get("text") or "").strip()[:MAX_TEXT]
-    if client not in room.names:
+    shared = is_shared(environ)
+    name = room.names.get(client) or (name_of(client) if shared else None)
+    if name is None:
         yield json_response(start_response, "410 Gone", {"error": "not in this room; join again"})
         return
     if not text:
         yield json_response(start_response, "400 Bad Request", {"error": "say something"})
         return
     room.last_seen[client] = time.monotonic()
-    yield from expire(room)
-    yield room.queue.publish(room.message("said", room.names[client], text))
-    woken = outcome(environ)
+    if not shared:
+        yield from expire(room)
+    yield room.queue.publish(room.message("said", name, text))
+    try:
+        woken = outcome(environ)
+    except CogenError:  # the broker's Redis is unreachable: not said
+        yield unavailable(start_response)
+        return
     yield json_response(start_response, "200 OK", {"woken": woken})
 
 
 def leave(environ, start_response, room):
     client = read_form(environ).get("client", "")
-    if client in room.names:
+    if client in room.names or (is_shared(environ) and name_of(client) is not None):
         yield from remove_client(room, client)
     yield json_response(start_response, "200 OK", {"left": True})
 
@@ -224,13 +287,14 @@ def websocket(environ, start_response, room):
     """The room over a WebSocket: published messages out, ``{"text": ...}`` in."""
     client = parse_qs(environ.get("QUERY_STRING", "")).get("client", [""])[-1]
     upgrade = environ["cogen"].websocket
-    if not upgrade or client not in room.names:
+    name = room.names.get(client) or (name_of(client) if is_shared(environ) else None)
+    if not upgrade or name is None:
         status = "410 Gone" if upgrade else "400 Bad Request"
         return [json_response(start_response, status, {"error": "join first, then upgrade"})]
-    return upgrade.serve(lambda ws: chat_socket(room, client, ws))
+    return upgrade.serve(lambda ws: chat_socket(room, client, name, ws))
 
 
-def chat_socket(room, client, ws):
+def chat_socket(room, client, name, ws):
     """One WebSocket client: a child coroutine forwards the room, this one reads the client."""
     from cogen.web.websocket import ConnectionClosed
     yield AddCoro(forward_room, args=(room, client, ws))
@@ -243,16 +307,23 @@ def chat_socket(room, client, ws):
         except (ValueError, AttributeError):
             continue  # not the JSON object the page sends: ignore it
         room.last_seen[client] = time.monotonic()
-        if text and client in room.names:
-            yield room.queue.publish(room.message("said", room.names[client], text))
-    if client in room.names:  # closing the socket leaves the room (and ends forward_room)
+        if text:
+            try:
+                yield room.queue.publish(room.message("said", name, text))
+            except CogenError:  # the broker's Redis is unreachable: not said
+                yield ws.send(json.dumps({"error": "the chat's message broker is unavailable"}))
+    # closing the socket leaves the room (and so ends forward_room)
+    try:
         yield from remove_client(room, client)
+    except CogenError:
+        pass
 
 
 def forward_room(room, client, ws):
     """Send the room's messages to the socket until the client leaves."""
+    from cogen.core.events import Sleep
     from cogen.web.websocket import ConnectionClosed
-    while client in room.names:
+    while not ws.closed:
         try:
             messages = yield room.queue.fetch(client, timeout=POLL_TIMEOUT)
         except OperationTimeout:
@@ -260,6 +331,9 @@ def forward_room(room, client, ws):
             continue
         except NotSubscribedError:
             return
+        except CogenError:  # the broker's Redis is unreachable: try again soon
+            yield Sleep(1)
+            continue
         room.last_seen[client] = time.monotonic()
         try:
             yield ws.send(json.dumps({"messages": messages}))

@@ -251,10 +251,10 @@ def busy_port() -> Iterator[int]:
 
 BAD_INPUTS = {
     "module does not import": (["nosuchmodule:application"], "cannot import module 'nosuchmodule'"),
-    "module raises at import": (["broken:application"], "RuntimeError: boom at import"),
+    "package does not import": (["nosuchpackage.app:application"],
+                                "cannot import module 'nosuchpackage.app'"),
     "missing attribute": (["app:nothing"], "has no attribute 'nothing'"),
     "not callable": (["app:not_callable"], "is not callable"),
-    "factory fails": (["app:application", "--call"], "calling app:application() failed"),
     "unknown option": (["app:application", "--frobnicate"], "--frobnicate"),
     "bad port": (["app:application", "--port", "http"], "invalid port 'http'"),
     "bad bind": (["app:application", "--bind", "0.0.0.0:abc"], "'0.0.0.0:abc'"),
@@ -303,6 +303,57 @@ def test_port_in_use_with_workers(app_dir: Path, busy_port: int) -> None:
 def test_bad_module_with_workers(app_dir: Path) -> None:
     done = run_cli(app_dir, "nosuchmodule:application", "--port", "0", "--workers", "2")
     assert_one_error_line(done, "cannot import module 'nosuchmodule'")
+
+
+FAILING_APPS = {
+    "key_error": ("CONFIG = {}\n\n\ndef lookup():\n    return CONFIG['missing']\n\n\nvalue = lookup()\n",
+                  "importing module 'key_error' failed: KeyError: 'missing'",
+                  ['key_error.py", line 8, in <module>', 'key_error.py", line 5, in lookup'],
+                  "KeyError: 'missing'"),
+    # an ImportError from the app's own code is the app's failure, not a missing module
+    "needs_dep": ("import os\nimport nosuchdependency\n",
+                  "importing module 'needs_dep' failed: ModuleNotFoundError: "
+                  "No module named 'nosuchdependency'",
+                  ['needs_dep.py", line 2, in <module>'],
+                  "ModuleNotFoundError: No module named 'nosuchdependency'"),
+    # the fixture's broken.py, imported through a module of the app
+    "imports_broken": ("import broken\n",
+                       "importing module 'imports_broken' failed: RuntimeError: boom at import",
+                       ['imports_broken.py", line 1, in <module>', 'broken.py", line 1, in <module>'],
+                       "RuntimeError: boom at import"),
+}
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("module", list(FAILING_APPS))
+def test_an_app_failing_at_import_shows_its_traceback(app_dir: Path, module: str, workers: str) -> None:
+    source, error, frames, last = FAILING_APPS[module]
+    (app_dir / f"{module}.py").write_text(source)
+    done = run_cli(app_dir, f"{module}:application", "--port", "0", "--workers", workers)
+    assert_error_with_traceback(done, error, frames, last)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_failing_factory_shows_its_traceback(app_dir: Path, workers: str) -> None:
+    (app_dir / "factory.py").write_text("def make_app():\n    return {}['app']\n")
+    done = run_cli(app_dir, "factory:make_app", "--call", "--port", "0", "--workers", workers)
+    assert_error_with_traceback(done, "calling factory:make_app() failed: KeyError: 'app'",
+                                ['factory.py", line 2, in make_app'], "KeyError: 'app'")
+
+
+def assert_error_with_traceback(done: subprocess.CompletedProcess[str], error: str,
+                                frames: list[str], last: str) -> None:
+    """The one error line, then the app's traceback: its frames only, none of cogen's or importlib's."""
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr
+    assert lines[0] == f"cogen-web: error: {error}", done.stderr
+    assert lines[1] == "Traceback (most recent call last):", done.stderr
+    assert lines[-1] == last, done.stderr
+    file_lines = [line for line in lines if line.startswith("  File ")]
+    assert len(file_lines) == len(frames), done.stderr
+    for line, frame in zip(file_lines, frames, strict=True):
+        assert line.endswith(frame), done.stderr
+    assert done.stderr.count("Traceback (most recent call last):") == 1, done.stderr
 
 
 def assert_one_error_line(done: subprocess.CompletedProcess[str], expected: str) -> None:

@@ -510,3 +510,41 @@ def test_an_earlier_bare_lf_wins_over_a_later_limit_and_vice_versa() -> None:
     late_lf = b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"x" * 100 + b"\nY: 1\r\n\r\n"
     assert status_of(early_lf, max_header_bytes=50) == 400
     assert status_of(late_lf, max_header_bytes=50) == 431
+
+
+_HOSTILE = 1 << 20  # a quadratic (or worse) match would not end within the timeout
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        b"Host: " + b"a" * _HOSTILE + b"@",
+        b"Host: " + b"%41" * (_HOSTILE // 3) + b"%4",
+        b"Host: " + b"a%" * (_HOSTILE // 2),
+        b"Host: " + b"a" * _HOSTILE + b":" + b"1" * _HOSTILE + b"x",
+        b"Host: " + b"a:" * (_HOSTILE // 2),
+        b"Host: [" + b":" * _HOSTILE,
+        b"Host: [v1." + b"a" * _HOSTILE,
+        b"Host: [" + b"1:" * (_HOSTILE // 2) + b"]x",
+        b"Transfer-Encoding: chunked" + b";a=b" * (_HOSTILE // 4) + b";a=\"" + b"\\\"" * 1000,
+        b"Transfer-Encoding: chunked" + b" " * _HOSTILE + b"x",
+        b"Transfer-Encoding: chunked;a=\"" + b"\\a" * (_HOSTILE // 2),
+    ],
+)
+def test_hostile_field_values_are_rejected_in_linear_time(field: bytes) -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: a\r\n" if not field.startswith(b"Host") else b"GET / HTTP/1.1\r\n"
+    assert status_of(raw + field + b"\r\n\r\n", max_header_bytes=4 * _HOSTILE) == 400
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"GET http://" + b"a" * _HOSTILE + b"@b/ HTTP/1.1",
+        b"GET http://" + b"%41" * (_HOSTILE // 3) + b"%4/ HTTP/1.1",
+        b"CONNECT " + b"a" * _HOSTILE + b":" + b"1" * _HOSTILE + b"x HTTP/1.1",
+        b"CONNECT " + b"a%" * (_HOSTILE // 2) + b":1 HTTP/1.1",
+    ],
+)
+def test_hostile_request_targets_are_rejected_in_linear_time(line: bytes) -> None:
+    raw = line + b"\r\nHost: a\r\n\r\n"
+    assert status_of(raw, max_request_line=4 * _HOSTILE, max_header_bytes=8 * _HOSTILE) == 400

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import threading
 from typing import Any
 
@@ -383,3 +384,32 @@ def test_connection_close_request_stops_the_pipeline(live_server: Any, raw: Any)
     assert resp.status == 200 and resp.header("connection") == "close"
     assert client.read_all() == b""
     assert [env["PATH_INFO"] for env in seen] == ["/first"]
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+@pytest.mark.parametrize("shape", ["one-item list", "two-item list", "tuple", "generator", "write"])
+def test_a_body_shorter_than_its_content_length_closes_the_connection(
+        live_server: Any, raw: Any, caplog: pytest.LogCaptureFixture, threads: int, shape: str) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        write = start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10")])
+        if shape == "one-item list":
+            return [b"abcdefghi"]
+        if shape == "two-item list":
+            return [b"abcd", b"efghi"]
+        if shape == "tuple":
+            return (b"abcdefghi",)
+        if shape == "write":
+            write(b"abcdefghi")
+            return []
+        return iter([b"abcdefghi"])
+
+    caplog.set_level(logging.WARNING, logger="cogen.web.error")
+    client = raw(live_server(app, threads=threads))
+    client.send(get("/first") + get("/second"))
+    # the 9 bytes, then the close: no second response for the client to
+    # read as the 10th body byte and beyond
+    head, _, body = client.read_all().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nContent-Length: 10\r\n" in head + b"\r\n"
+    assert body == b"abcdefghi"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "cogen.web.error"]
+    assert warnings == ["GET /first: the app yielded 1 bytes less than its Content-Length"]

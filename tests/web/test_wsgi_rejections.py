@@ -63,6 +63,14 @@ BAD_REQUESTS = {
         _post("Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\nX: a\r\n b\r\n\r\n"), 400),
     "trailer-without-colon": (
         _post("Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\nX-Trailer\r\n\r\n"), 400),
+    # trailers are held to the head's limits (max_header_bytes, max_header_count)
+    "trailers-too-big": (
+        _post("Transfer-Encoding: chunked\r\n",
+              b"5\r\nhello\r\n0\r\nX-T: " + b"t" * 1100 + b"\r\n\r\n"), 431),
+    "too-many-trailers": (
+        _post("Transfer-Encoding: chunked\r\n",
+              b"5\r\nhello\r\n0\r\n" + b"".join(b"X-T%d: v\r\n" % i for i in range(12)) + b"\r\n"),
+        431),
     "chunk-size-17-hex-digits": (
         _post("Transfer-Encoding: chunked\r\n", b"00000000000000005\r\nhello\r\n0\r\n\r\n"), 400),
     "nul-in-header-value": (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
@@ -153,3 +161,16 @@ def test_header_names_with_underscore_never_reach_the_app(live_server: Any, raw:
     resp = client.request(get("/", headers="X_User: evil\r\nX-User: good\r\n"))
     assert resp.status == 200
     assert seen[0]["HTTP_X_USER"] == "good"
+
+
+@pytest.mark.parametrize("host", [b"a" * (1 << 20) + b"@", b"%41" * (1 << 18) + b"%4", b"[" + b":" * (1 << 20)])
+def test_a_long_hostile_host_value_is_rejected(live_server: Any, raw: Any, host: bytes) -> None:
+    """Bounded by the test's timeout: the Host check is linear in the value's length."""
+    seen: list[dict[str, Any]] = []
+    live = live_server(recording_app(seen), max_header_bytes=4 << 20)
+    client = raw(live)
+    client.send(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    resp = client.response()
+    assert resp.status == 400
+    assert seen == []
+    assert raw(live).request(get("/fine")).status == 200
