@@ -21,8 +21,10 @@ The warning comes while the loop is still blocked: the stack shows where.
 
 The same samples tell whether the loop is healthy: :attr:`on_healthy`, if
 set, is called from the thread at every sample that does not find the loop
-stuck (the prefork workers touch their heartbeat file there, see
-:mod:`cogen.web.workers`).
+stuck, and :attr:`on_blocked` once per stall with the description (the
+prefork workers update their heartbeat file there, see
+:mod:`cogen.web.workers`). Without a threshold, a stall is one that spans
+two samples.
 
 Detection is as precise as the sampling: a step is reported when it lasted
 between ``threshold`` and ``1.25 * threshold``; shorter ones never are.
@@ -64,6 +66,8 @@ class Watchdog:
             warnings (the thread still runs if ``on_healthy`` is set).
         on_healthy: called from the watchdog thread at each sample that
             finds the loop not stuck (with the sampling period, below), or None.
+        on_blocked: called from the watchdog thread once per stall with
+            the description of what blocks (``'the request GET / from ...'``).
         interval: the sampling period; ``threshold / 4`` by default (at
             least 5 ms), and 1 s when only ``on_healthy`` needs samples.
 
@@ -78,10 +82,12 @@ class Watchdog:
 
     def __init__(self, sched: Scheduler, threshold: float | None,
                  on_healthy: Callable[[], Any] | None = None,
-                 interval: float | None = None) -> None:
+                 interval: float | None = None,
+                 on_blocked: Callable[[str], Any] | None = None) -> None:
         self.sched = sched
         self.threshold = threshold or 0.0
         self.on_healthy = on_healthy
+        self.on_blocked = on_blocked
         if interval is None:
             interval = max(self.threshold / 4, 0.005) if self.threshold else 1.0
         self.interval = interval
@@ -116,6 +122,8 @@ class Watchdog:
         last_coro: Any = None
         since = 0.0
         is_reported = False
+        # without a threshold (only on_blocked wants stalls): one spanning two samples
+        threshold = self.threshold or self.interval
         while not self._stop.wait(self.interval):
             coro = module_vars["current"]
             iteration = sched.iterations
@@ -124,12 +132,11 @@ class Watchdog:
                 last_iteration, last_coro, since, is_reported = iteration, coro, now, False
                 self._healthy()
                 continue
-            if self.threshold and not is_reported and now - since >= self.threshold:
+            if not is_reported and now - since >= threshold:
                 is_reported = True
-                self.events += 1
                 try:
-                    self._report(coro, now - since)
-                except Exception:  # a describer failed: keep watching
+                    self._stalled(coro, now - since)
+                except Exception:  # a describer or a callback failed: keep watching
                     log.exception("the watchdog could not report a blocked loop")
 
     def _healthy(self) -> None:
@@ -139,7 +146,7 @@ class Watchdog:
             except Exception:
                 log.exception("the watchdog's on_healthy callback failed")
 
-    def _report(self, coro: Any, held: float) -> None:
+    def _stalled(self, coro: Any, held: float) -> None:
         subject: object = coro
         text = repr(coro)
         for describe in self.describers:
@@ -147,6 +154,11 @@ class Watchdog:
             if answer is not None:
                 subject, text = answer
                 break
+        if self.on_blocked is not None:
+            self.on_blocked(text)
+        if not self.threshold:
+            return
+        self.events += 1
         if id(subject) in self._reported:
             return
         self._reported[id(subject)] = subject  # held, so that its id is not reused

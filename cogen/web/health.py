@@ -31,7 +31,7 @@ class ProcessHealth:
             be added to :attr:`servers` later).
         blocked_threshold: seconds one coroutine step may hold the loop
             before the watchdog warns; 0 or None: no warnings.
-        on_healthy: see :class:`~cogen.core.watchdog.Watchdog`.
+        on_healthy, interval, on_blocked: see :class:`~cogen.core.watchdog.Watchdog`.
 
     :meth:`start` starts the watchdog thread (only if it has something to
     do), :meth:`stop` stops it.
@@ -40,10 +40,11 @@ class ProcessHealth:
     def __init__(self, sched: Scheduler, servers: Sequence[Any] = (),
                  blocked_threshold: float | None = 0.1,
                  on_healthy: Callable[[], Any] | None = None,
-                 interval: float | None = None) -> None:
+                 interval: float | None = None,
+                 on_blocked: Callable[[str], Any] | None = None) -> None:
         self.servers = list(servers)
         self.started = time.monotonic()
-        self.watchdog = Watchdog(sched, blocked_threshold, on_healthy, interval)
+        self.watchdog = Watchdog(sched, blocked_threshold, on_healthy, interval, on_blocked)
         self.watchdog.describers.append(self._describe)
 
     def _describe(self, coro: Any) -> tuple[object, str] | None:
@@ -55,7 +56,7 @@ class ProcessHealth:
 
     def start(self) -> None:
         """Start the watchdog thread if it warns or reports health."""
-        if self.watchdog.threshold or self.watchdog.on_healthy is not None:
+        if self.watchdog.threshold or self.watchdog.on_healthy or self.watchdog.on_blocked:
             self.watchdog.start()
 
     def stop(self) -> None:

@@ -458,6 +458,17 @@ COMMAND_OPTIONS: tuple[Option, ...] = (
     Option("stats_path", as_str, None,
            "answer GET on this path (e.g. /_cogen/stats) with live figures as JSON, per "
            "worker; none: no such route", "--stats-path", "PATH", "health"),
+    Option("timeout", as_seconds, 30.0,
+           "with --workers: a worker whose event loop has not run for this long (stuck in one "
+           "request) is killed and replaced; 0 or off: never", "--timeout", "SECONDS",
+           "workers"),
+    Option("max_requests", as_int, 0,
+           "with --workers: a worker that has served this many requests stops "
+           "gracefully and is replaced (recycling leaky apps); 0: never",
+           "--max-requests", "N", "workers"),
+    Option("max_requests_jitter", as_int, 0,
+           "add a random 0..N to each worker's --max-requests, so they do not all restart "
+           "at once", "--max-requests-jitter", "N", "workers"),
 )
 
 COMMAND_OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in COMMAND_OPTIONS}

@@ -25,6 +25,14 @@ pending (a restart backoff, the kill deadline of a stop).
 - SIGTERM/SIGINT: SIGTERM to every worker, which stops accepting and lets
   its requests in flight finish; after ``grace`` seconds the rest get
   SIGKILL. A second SIGTERM/SIGINT kills them at once.
+- Heartbeats (:mod:`cogen.web._heartbeat`): each worker's watchdog thread
+  writes a file in a private directory while the worker's loop runs. A
+  worker whose last beat is older than ``--timeout`` is stuck (in a CPU loop,
+  a blocking call): the master logs one error naming the request it serves
+  and kills it (SIGKILL); it is replaced as any dead worker.
+- ``--max-requests N`` (plus a random ``0..--max-requests-jitter``, drawn
+  per worker): a worker that served that many requests says so in its
+  heartbeat and stops gracefully; the master starts its replacement at once.
 - SIGUSR1: the master reopens its log files and sends SIGUSR1 to every
   worker, which reopens its own (logrotate).
 - SIGHUP: the workers are replaced one by one: start a new worker, wait until
@@ -46,15 +54,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 import selectors
+import shutil
 import signal
 import socket
 import stat
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cogen.web._heartbeat import Heartbeat, read_heartbeats
 from cogen.web.cli import UsageError, load_app
 from cogen.web.options import resolve_options
 
@@ -80,6 +92,7 @@ class _Worker:
     status: bytes = b""
     is_ready: bool = False
     is_stopping: bool = False
+    is_timed_out: bool = False
 
 
 def run_master(app_spec: str, call: bool, binds: Sequence[Any], options: dict[str, Any],
@@ -121,6 +134,9 @@ class Master:
         self.count = workers
         self.grace = grace
         self.settings = dict(settings or {})
+        self._beat_dir: str | None = None
+        self._timeout: float = self.settings.get("timeout") or 0.0
+        self._next_check = 0.0
         self.sockets: list[socket.socket] = []
         self.workers: dict[int, _Worker] = {}
         self._signals: list[int] = []
@@ -154,6 +170,7 @@ class Master:
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._beat_dir = tempfile.mkdtemp(prefix="cogen-web-")
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         old_handlers = {sig: signal.signal(sig, self._on_signal) for sig in _MASTER_SIGNALS}
         try:
@@ -168,6 +185,7 @@ class Master:
             for fd in (self._wake_r, self._wake_w, self._alive_r, self._alive_w):
                 os.close(fd)
             self._close_sockets()
+            shutil.rmtree(self._beat_dir, ignore_errors=True)
             if pidfile is not None:
                 pidfile.remove()
         if self._fatal is not None:
@@ -219,6 +237,7 @@ class Master:
                     self._kill_at = None
             else:
                 self._check_booted()
+                self._check_heartbeats()
                 self._advance_reload()
                 self._maintain()
             self._wait()
@@ -229,8 +248,11 @@ class Master:
         if self._is_stopping:
             if self._kill_at is not None:
                 deadlines.append(self._kill_at)
-        elif self._spawn_after > now:
-            deadlines.append(self._spawn_after)
+        else:
+            if self._spawn_after > now:
+                deadlines.append(self._spawn_after)
+            if self._timeout or self.settings.get("max_requests"):
+                deadlines.append(self._next_check)
         timeout = max(0.0, min(deadlines) - now) if deadlines else None
         for key, _events in self._selector.select(timeout):
             if key.fd == self._wake_r:
@@ -276,6 +298,39 @@ class Master:
         except ProcessLookupError:
             pass
 
+    # -- heartbeats -----------------------------------------------------------------
+    def _check_heartbeats(self) -> None:
+        """Kill the workers stuck past --timeout; replace the retiring ones early."""
+        now = time.monotonic()
+        if self._beat_dir is None or now < self._next_check:
+            return
+        self._next_check = now + min(1.0, (self._timeout or 4.0) / 4)
+        records = read_heartbeats(self._beat_dir)
+        for worker in list(self.workers.values()):
+            if worker.is_stopping or worker.is_timed_out:
+                continue
+            record = records.get(worker.pid, {})
+            if record.get("retiring"):
+                # stopping by itself (--max-requests): start its replacement now
+                worker.is_stopping = True
+                log.info("worker %d reached --max-requests: stopping it gracefully", worker.pid)
+                continue
+            last = max(worker.started, float(record.get("beat") or 0.0))
+            if self._timeout and now - last > self._timeout:
+                blocked = record.get("blocked")
+                log.error("worker %d timed out: its event loop has not run for %.1f s "
+                          "(--timeout %g)%s; killing it and starting a new one", worker.pid,
+                          now - last, self._timeout,
+                          f", blocked in {blocked}" if blocked else "")
+                worker.is_timed_out = True
+                self._kill(worker, signal.SIGKILL)
+
+    def _request_limit(self) -> int:
+        """This new worker's --max-requests, with its jitter (0: no limit)."""
+        limit = int(self.settings.get("max_requests") or 0)
+        jitter = int(self.settings.get("max_requests_jitter") or 0)
+        return limit + random.randint(0, jitter) if limit else 0
+
     # -- workers --------------------------------------------------------------------
     def _maintain(self) -> None:
         """Start workers until ``count`` are running (not counting those stopping)."""
@@ -299,6 +354,8 @@ class Master:
     def _spawn(self) -> int | None:
         """Fork one worker; returns its pid (None if fork failed: retried after 1 s)."""
         status_r, status_w = os.pipe()
+        self._child_settings = dict(self.settings, heartbeat_dir=self._beat_dir,
+                                    request_limit=self._request_limit())
         signal.pthread_sigmask(signal.SIG_BLOCK, _MASTER_SIGNALS)
         try:
             pid = os.fork()
@@ -361,6 +418,12 @@ class Master:
                 return
             worker = self.workers.pop(pid, None)
             if worker is not None:
+                if self._beat_dir is not None:
+                    for name in (f"{pid}.json", f"{pid}.json.tmp"):
+                        try:
+                            os.unlink(os.path.join(self._beat_dir, name))
+                        except OSError:
+                            pass
                 self._read_status(worker)
                 if worker.status_fd is not None:
                     self._selector.unregister(worker.status_fd)
@@ -374,6 +437,14 @@ class Master:
             return  # the one line that matters is the fatal error
         if self._is_stopping or worker.is_stopping and worker.is_ready:
             log.info("worker %d exited (%s)", worker.pid, how)
+            return
+        if worker.is_timed_out:
+            self._failures = 0
+            return  # the error line said it all
+        if worker.is_ready and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            # only --max-requests makes a worker end by itself
+            log.info("worker %d retired after --max-requests; starting a new one", worker.pid)
+            self._failures = 0
             return
         now = time.monotonic()
         if not worker.is_ready:
@@ -455,7 +526,7 @@ class Master:
             return 2
         try:
             return _serve_worker(app, self.sockets, self.options, self.grace, self._alive_r,
-                                 status, self.settings, self.count)
+                                 status, self._child_settings, self.count)
         except Exception as exc:
             status.send(f"E{type(exc).__name__}: {exc}")
             raise
@@ -474,11 +545,34 @@ def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str,
     from cogen.web.wsgi import WSGIServer
     # Without a broker, the first Signal warns that it reaches this worker only.
     sched = Scheduler(broker=options.get("broker") or LocalOnlyWarning(workers))
-    health = ProcessHealth(sched, (), settings.get("blocked_loop_warning", 0.1))
-    app = with_stats(app, settings.get("stats_path"), lambda: stats_document([health.figures()]))
+    beat_dir: str | None = settings.get("heartbeat_dir")
+    limit: int = settings.get("request_limit") or 0
+    heartbeat = (Heartbeat(beat_dir, lambda: health.figures(),
+                           min(1.0, (settings.get("timeout") or 4.0) / 4))
+                 if beat_dir else None)
+
+    def on_served() -> None:
+        served = sum(srv.requests_served for srv in servers)
+        if served >= limit and heartbeat is not None and not heartbeat.is_retiring:
+            heartbeat.retire()
+            stop(f"served {served} requests (--max-requests)")
+
+    def all_figures() -> dict[str, Any]:
+        mine = health.figures()
+        others = [record["figures"] for pid, record in
+                  sorted(read_heartbeats(beat_dir).items() if beat_dir else ())
+                  if pid != mine["pid"] and isinstance(record.get("figures"), dict)]
+        return stats_document([mine, *others])
+
+    health = ProcessHealth(sched, (), settings.get("blocked_loop_warning", 0.1),
+                           on_healthy=heartbeat.beat if heartbeat else None,
+                           on_blocked=heartbeat.blocked if heartbeat else None)
+    app = with_stats(app, settings.get("stats_path"), all_figures)
     servers = [WSGIServer(sock, app, sched, **options) for sock in sockets]
     health.servers = servers
     for srv in servers:
+        if limit:
+            srv.on_request_served = on_served
         # Several processes serve this app: PEP 3333's wsgi.multiprocess.
         srv._base_environ["wsgi.multiprocess"] = True
         srv.start()
@@ -506,6 +600,8 @@ def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str,
         sched.run()
     finally:
         health.stop()
+        if heartbeat is not None:
+            heartbeat.remove()
         signals.close()
         parent.close()
         sched.close()

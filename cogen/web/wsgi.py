@@ -277,6 +277,9 @@ class WSGIServer:
         self._conns: dict[int, _Conn] = {}
         #: requests answered since the start (all connections)
         self.requests_served = 0
+        #: called (as loop code) after each request, if set: the prefork
+        #: workers count towards --max-requests with it
+        self.on_request_served: Callable[[], Any] | None = None
         #: the open WebSockets, told 1001 (going away) by shutdown()
         self._websockets: set[Any] = set()
         self._closing = False
@@ -708,6 +711,8 @@ class WSGIServer:
             conn.head = head
             keep_open = yield from self._request(conn, head, peer)
             self.requests_served += 1
+            if self.on_request_served is not None:
+                self.on_request_served()
             head = conn.head = None
             if not keep_open or self._closing:
                 return
