@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Heartbeat", "read_heartbeats"]
+__all__ = ["Heartbeat", "ModuleFiles", "app_module_files", "read_heartbeats", "write_module_files"]
 
 
 class Heartbeat:
@@ -105,3 +106,85 @@ def read_heartbeats(directory: str) -> dict[int, dict[str, Any]]:
         if isinstance(record, dict):
             records[int(stem)] = record
     return records
+
+
+# -- --reload: the app's module files -----------------------------------------------
+
+def app_module_files(roots: Iterable[str]) -> list[str]:
+    """The ``.py`` files of the loaded modules under ``roots`` (not installed packages)."""
+    prefixes = [os.path.join(os.path.abspath(root), "") for root in roots]
+    files = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not path or not path.endswith(".py"):
+            continue
+        path = os.path.abspath(path)
+        if "site-packages" in path or "dist-packages" in path:
+            continue
+        if any(path.startswith(prefix) for prefix in prefixes):
+            files.add(path)
+    return sorted(files)
+
+
+def write_module_files(directory: str, files: list[str]) -> None:
+    """Write ``files`` and their mtimes now to ``<directory>/<pid>.modules`` (atomically).
+
+    The mtimes are the baseline: a change after the worker loaded the code
+    is one even if the master looks only later.
+    """
+    mtimes: dict[str, float | None] = {}
+    for name in files:
+        try:
+            mtimes[name] = os.stat(name).st_mtime
+        except OSError:
+            mtimes[name] = None
+    path = os.path.join(directory, f"{os.getpid()}.modules")
+    try:
+        with open(path + ".tmp", "w") as file:
+            json.dump(mtimes, file)
+        os.replace(path + ".tmp", path)
+    except OSError:
+        pass
+
+
+class ModuleFiles:
+    """The master's side of ``--reload``: the files the workers loaded, and their mtimes.
+
+    :meth:`changed` reads every ``*.modules`` file of ``directory`` and
+    returns the files modified (or removed) since the previous call; a file
+    seen for the first time is compared with the mtime the worker saw when
+    it loaded it.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.mtimes: dict[str, float | None] = {}
+
+    def changed(self) -> list[str]:
+        """The watched files whose mtime changed since the last call."""
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            names = []
+        for name in names:
+            if not name.endswith(".modules"):
+                continue
+            try:
+                with open(os.path.join(self.directory, name)) as file:
+                    loaded = json.load(file)
+            except (OSError, ValueError):
+                continue
+            if isinstance(loaded, dict):
+                for path, seen in loaded.items():
+                    self.mtimes.setdefault(str(path), seen)
+        changed = []
+        mtime: float | None
+        for path in sorted(self.mtimes):
+            try:
+                mtime = os.stat(path).st_mtime
+            except OSError:
+                mtime = None
+            if self.mtimes[path] != mtime:
+                changed.append(path)
+            self.mtimes[path] = mtime
+        return changed

@@ -344,10 +344,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                           settings["access_logfile"], settings["log_config"])
         raise_open_file_limit()
         count = settings["workers"]
-        if count > 1:
+        # --reload: a master that replaces its worker(s), even just one
+        if count > 1 or settings["reload"]:
             if not hasattr(os, "fork"):
-                raise UsageError(f"--workers {count} needs os.fork, which this platform "
-                                 f"lacks; use --workers 1")
+                what = f"--workers {count}" if count > 1 else "--reload"
+                raise UsageError(f"{what} needs os.fork, which this platform lacks")
             from cogen.web import workers
             # The workers import the app themselves (so SIGHUP re-reads it).
             return workers.run_master(app_spec=settings["app"], call=settings["call"],

@@ -469,6 +469,10 @@ COMMAND_OPTIONS: tuple[Option, ...] = (
     Option("max_requests_jitter", as_int, 0,
            "add a random 0..N to each worker's --max-requests, so they do not all restart "
            "at once", "--max-requests-jitter", "N", "workers"),
+    Option("reload", as_bool, False,
+           "development: when a Python file of the app changes, replace the workers (keeping "
+           "the listening sockets); new code that fails to import leaves the old serving",
+           "--reload", None, "workers"),
 )
 
 COMMAND_OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in COMMAND_OPTIONS}

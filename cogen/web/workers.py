@@ -33,6 +33,12 @@ pending (a restart backoff, the kill deadline of a stop).
 - ``--max-requests N`` (plus a random ``0..--max-requests-jitter``, drawn
   per worker): a worker that served that many requests says so in its
   heartbeat and stops gracefully; the master starts its replacement at once.
+- ``--reload`` (development): each worker lists the app's module files it
+  loaded (those under the current directory and the app's package) in the
+  heartbeat directory; once a second the master compares their mtimes, and
+  on a change replaces the workers as on SIGHUP, so new code that fails to
+  import (a syntax error) leaves the old workers serving, with the error
+  logged. The listening sockets stay open throughout.
 - SIGUSR1: the master reopens its log files and sends SIGUSR1 to every
   worker, which reopens its own (logrotate).
 - SIGHUP: the workers are replaced one by one: start a new worker, wait until
@@ -66,7 +72,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cogen.web._heartbeat import Heartbeat, read_heartbeats
+from cogen.web._heartbeat import (
+    Heartbeat,
+    ModuleFiles,
+    app_module_files,
+    read_heartbeats,
+    write_module_files,
+)
 from cogen.web.cli import UsageError, load_app
 from cogen.web.options import resolve_options
 
@@ -79,6 +91,8 @@ _MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD,
 #: A worker dying sooner than this after its start counts as a failure (backoff).
 _QUICK_DEATH = 1.0
 _MAX_BACKOFF = 10.0
+#: --reload: seconds between two looks at the module files' mtimes.
+_RELOAD_SCAN = 1.0
 
 
 @dataclasses.dataclass
@@ -137,6 +151,8 @@ class Master:
         self._beat_dir: str | None = None
         self._timeout: float = self.settings.get("timeout") or 0.0
         self._next_check = 0.0
+        self._modules: ModuleFiles | None = None
+        self._next_scan = 0.0
         self.sockets: list[socket.socket] = []
         self.workers: dict[int, _Worker] = {}
         self._signals: list[int] = []
@@ -171,6 +187,8 @@ class Master:
             os.set_blocking(fd, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._beat_dir = tempfile.mkdtemp(prefix="cogen-web-")
+        if self.settings.get("reload"):
+            self._modules = ModuleFiles(self._beat_dir)
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         old_handlers = {sig: signal.signal(sig, self._on_signal) for sig in _MASTER_SIGNALS}
         try:
@@ -238,6 +256,7 @@ class Master:
             else:
                 self._check_booted()
                 self._check_heartbeats()
+                self._check_modules()
                 self._advance_reload()
                 self._maintain()
             self._wait()
@@ -253,6 +272,8 @@ class Master:
                 deadlines.append(self._spawn_after)
             if self._timeout or self.settings.get("max_requests"):
                 deadlines.append(self._next_check)
+            if self._modules is not None:
+                deadlines.append(self._next_scan)
         timeout = max(0.0, min(deadlines) - now) if deadlines else None
         for key, _events in self._selector.select(timeout):
             if key.fd == self._wake_r:
@@ -324,6 +345,18 @@ class Master:
                           f", blocked in {blocked}" if blocked else "")
                 worker.is_timed_out = True
                 self._kill(worker, signal.SIGKILL)
+
+    def _check_modules(self) -> None:
+        """--reload: replace the workers when a module file they loaded changed."""
+        now = time.monotonic()
+        if self._modules is None or now < self._next_scan:
+            return
+        self._next_scan = now + _RELOAD_SCAN
+        changed = self._modules.changed()
+        if changed and self._is_booted:
+            shown = ", ".join(os.path.relpath(path) for path in changed[:3])
+            log.info("reload: %s changed", shown + (" and more" if len(changed) > 3 else ""))
+            self._begin_reload("a module changed")
 
     def _request_limit(self) -> int:
         """This new worker's --max-requests, with its jitter (0: no limit)."""
@@ -419,7 +452,7 @@ class Master:
             worker = self.workers.pop(pid, None)
             if worker is not None:
                 if self._beat_dir is not None:
-                    for name in (f"{pid}.json", f"{pid}.json.tmp"):
+                    for name in (f"{pid}.json", f"{pid}.json.tmp", f"{pid}.modules"):
                         try:
                             os.unlink(os.path.join(self._beat_dir, name))
                         except OSError:
@@ -478,12 +511,12 @@ class Master:
             self._failures = 0
 
     # -- reload ---------------------------------------------------------------------
-    def _begin_reload(self) -> None:
+    def _begin_reload(self, why: str = "received SIGHUP") -> None:
         self._generation += 1
         self._to_replace = [w.pid for w in self.workers.values()
                             if not w.is_stopping and w.generation < self._generation]
         self._reload_new = None
-        log.info("received SIGHUP: replacing %d worker(s) one by one", len(self._to_replace))
+        log.info("%s: replacing %d worker(s) one by one", why, len(self._to_replace))
 
     def _advance_reload(self) -> None:
         if self._reload_new is not None:
@@ -524,9 +557,10 @@ class Master:
         except UsageError as exc:
             status.send(f"E{exc}", exc.details)
             return 2
+        settings = dict(self._child_settings, reload_roots=_app_roots(self.app_spec))
         try:
             return _serve_worker(app, self.sockets, self.options, self.grace, self._alive_r,
-                                 status, self._child_settings, self.count)
+                                 status, settings, self.count)
         except Exception as exc:
             status.send(f"E{type(exc).__name__}: {exc}")
             raise
@@ -574,7 +608,7 @@ def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str,
         if limit:
             srv.on_request_served = on_served
         # Several processes serve this app: PEP 3333's wsgi.multiprocess.
-        srv._base_environ["wsgi.multiprocess"] = True
+        srv._base_environ["wsgi.multiprocess"] = workers > 1
         srv.start()
     stopping = False
 
@@ -595,6 +629,8 @@ def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str,
                                  signal.SIGUSR1: reopen_logs})
     parent = ParentWatch(sched, alive_fd, lambda: stop("the master process is gone"))
     status.send("R")
+    if settings.get("reload") and beat_dir:
+        write_module_files(beat_dir, app_module_files(settings.get("reload_roots") or ()))
     health.start()
     try:
         sched.run()
@@ -627,6 +663,16 @@ class _StatusPipe:
             pass
         finally:
             os.close(fd)
+
+
+def _app_roots(app_spec: str) -> list[str]:
+    """Where --reload looks for the app's files: the current directory and the app's package."""
+    roots = [os.getcwd()]
+    top = sys.modules.get(app_spec.partition(":")[0].split(".")[0])
+    path = getattr(top, "__file__", None)
+    if path:
+        roots.append(os.path.dirname(os.path.abspath(path)))
+    return roots
 
 
 def _how_it_ended(status: int) -> str:
