@@ -628,9 +628,10 @@ def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str,
     signals = SignalPipe(sched, {signal.SIGTERM: lambda signum: stop("received SIGTERM"),
                                  signal.SIGUSR1: reopen_logs})
     parent = ParentWatch(sched, alive_fd, lambda: stop("the master process is gone"))
-    status.send("R")
     if settings.get("reload") and beat_dir:
+        # before "R": a change after the worker said it serves is a change
         write_module_files(beat_dir, app_module_files(settings.get("reload_roots") or ()))
+    status.send("R")
     health.start()
     try:
         sched.run()

@@ -64,7 +64,9 @@ def test_the_same_subject_is_warned_about_once_but_counted_each_time(
 def test_a_loop_that_never_blocks_is_not_reported(caplog: pytest.LogCaptureFixture) -> None:
     sched = Scheduler()
     healthy: list[float] = []
-    watchdog = Watchdog(sched, 0.05, on_healthy=lambda: healthy.append(time.monotonic()))
+    # 0.2 s: far above any step here, even on a busy machine
+    watchdog = Watchdog(sched, 0.2, on_healthy=lambda: healthy.append(time.monotonic()),
+                        interval=0.01)
     for _ in range(20):
         sched.add(polite, 30)
     watchdog.start()
