@@ -29,7 +29,36 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Heartbeat", "ModuleFiles", "app_module_files", "read_heartbeats", "write_module_files"]
+__all__ = ["Heartbeat", "ModuleFiles", "app_module_files", "make_directory", "read_heartbeats",
+           "write_module_files"]
+
+_PREFIX = "cogen-web-"
+
+
+def make_directory() -> str:
+    """A new private heartbeat directory, ``cogen-web-<master pid>-*`` in the temporary directory.
+
+    Removes the ones left by masters that are gone (killed with SIGKILL,
+    they could not remove theirs).
+    """
+    import shutil
+    import tempfile
+    parent = tempfile.gettempdir()
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        names = []
+    for name in names:
+        pid_text = name[len(_PREFIX):].partition("-")[0]
+        if not name.startswith(_PREFIX) or not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        except OSError:
+            pass  # alive, another user's
+    return tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
 
 
 class Heartbeat:

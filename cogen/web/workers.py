@@ -67,7 +67,6 @@ import signal
 import socket
 import stat
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -76,6 +75,7 @@ from cogen.web._heartbeat import (
     Heartbeat,
     ModuleFiles,
     app_module_files,
+    make_directory,
     read_heartbeats,
     write_module_files,
 )
@@ -186,7 +186,7 @@ class Master:
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ)
-        self._beat_dir = tempfile.mkdtemp(prefix="cogen-web-")
+        self._beat_dir = make_directory()
         if self.settings.get("reload"):
             self._modules = ModuleFiles(self._beat_dir)
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)

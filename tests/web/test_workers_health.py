@@ -5,6 +5,10 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -130,3 +134,19 @@ def test_stats_route_gathers_every_worker(server: StartServer) -> None:
     assert stats["total"]["requests_served"] == sum(w["requests_served"]
                                                     for w in stats["workers"])
     assert re.search(r"listening on", "\n".join(proc.lines))
+
+
+def test_heartbeat_directories_of_killed_masters_are_removed(server: StartServer) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True, timeout=WAIT)
+    stale = Path(tempfile.gettempdir()) / f"cogen-web-{int(dead.stdout)}-test"
+    stale.mkdir()
+    (stale / "123.json").write_text("{}")
+    proc = server()
+    proc.wait_for("2 workers serving")
+    assert not stale.exists()
+    mine = list(Path(tempfile.gettempdir()).glob(f"cogen-web-{proc.pid}-*"))
+    assert len(mine) == 1
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    assert not mine[0].exists()
