@@ -288,7 +288,10 @@ class ReadLine(SocketOperation):
 
     Raises:
         LineTooLong: ``maxlen`` bytes arrived without a ``b"\\n"``. Nothing is
-            consumed: the bytes stay in the read buffer.
+            consumed: the bytes stay in the read buffer. With ``truncate=True``
+            those ``maxlen`` bytes are the result instead, as
+            ``file.readline(maxlen)`` does (and the original cogen's
+            ``sock.makefile().readline(n)``).
         ConnectionClosed: the stream ended with nothing buffered.
 
     At end of stream a partial line (no terminator) is returned as it is;
@@ -296,12 +299,13 @@ class ReadLine(SocketOperation):
     ``b""``, and ``line.endswith(b"\\n")`` tells a complete line.
     """
 
-    __slots__ = ("_scan", "maxlen")
+    __slots__ = ("_scan", "maxlen", "truncate")
 
     def __init__(self, sock: Socket, maxlen: int = CHUNK, timeout: Any = USE_DEFAULT,
-                 prio: int = priority.DEFAULT) -> None:
+                 prio: int = priority.DEFAULT, *, truncate: bool = False) -> None:
         self.sock = sock
         self.prio = prio
+        self.truncate = truncate
         if timeout is USE_DEFAULT:
             try:
                 self.timeout = sock._timeout
@@ -327,6 +331,8 @@ class ReadLine(SocketOperation):
             have = len(buf)
             if have >= maxlen:
                 self._scan = 0
+                if self.truncate:
+                    return _take(buf, maxlen)
                 raise LineTooLong(f"no end of line in the first {maxlen} bytes "
                                   f"(ReadLine maxlen={maxlen}); they stay in the read buffer")
             if sock._eof:

@@ -292,11 +292,15 @@ class Signal(TimedOperation):
         return self._fire_waiters(sched, waiters, bool(prio & priority.OP))
 
     def _fire_waiters(self, sched: Scheduler, waiters: list[Coroutine], first: bool) -> int:
-        """Resume ``waiters`` with the value, in order, ahead of the queue if ``first``."""
+        """Resume ``waiters`` with the value: in order, or if ``first`` ahead of the queue.
+
+        Ahead of the queue they go in reverse order (the last to wait runs
+        first), as the original's ``deque.extendleft`` put them.
+        """
         value = self.value
         resume = sched.resume
         if first:
-            for wcoro in reversed(waiters):
+            for wcoro in waiters:
                 resume(wcoro, value, True)
         else:
             for wcoro in waiters:
@@ -341,8 +345,10 @@ class AddCoro(Operation):
 class Join(TimedOperation):
     """Wait for a coroutine to finish; result: its return value.
 
-    If it failed, its exception is raised in the joining coroutine. Joining a
-    coroutine that already finished completes at once.
+    If it failed, the result is None, as in the original cogen: the exception
+    stays on the joined coroutine (``coro.exception``, also logged on the
+    ``cogen`` logger) and is not raised in the joiner. Joining a coroutine
+    that already finished completes at once.
     """
 
     __slots__ = ("coro",)
@@ -356,9 +362,7 @@ class Join(TimedOperation):
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         target = self.coro
         if target.state >= target.STATE_COMPLETED:
-            if target.exception is not None:
-                raise target.exception
-            return target.result
+            return target.result  # None for a failed one
         if target.waiters:
             target.waiters.append(coro)
         else:

@@ -1,7 +1,9 @@
 """The reactors under the original cogen's later (0.2.x) names.
 
 ``has_select()``, ``has_poll()``, ``has_stdlib_epoll()``,
-``has_stdlib_kqueue()`` and ``has_any()`` return a reactor class or None;
+``has_stdlib_kqueue()`` and ``has_any()`` return a reactor class or None
+(``has_iocp()`` and ``has_ctypes_iocp()``, the original's Windows backends,
+always None);
 ``DefaultProactor`` is the best one on this platform. Pass any of them as
 ``Scheduler(proactor=...)``.
 """
@@ -31,6 +33,7 @@ __all__ = [
     "StdlibEpollProactor",
     "StdlibKQueueProactor",
     "has_any",
+    "has_ctypes_iocp",
     "has_epoll",
     "has_iocp",
     "has_kqueue",
@@ -42,6 +45,7 @@ __all__ = [
 
 has_stdlib_epoll = has_epoll
 has_stdlib_kqueue = has_kqueue
+has_ctypes_iocp = has_iocp
 
 
 def has_any() -> type[Reactor]:

@@ -58,14 +58,33 @@ class Empty(_stdlib_queue.Empty, CogenError):
     """
 
 
-def _wakes_first(op: TimedOperation, sched: Scheduler) -> bool:
-    """True if ``op``'s priority puts the coroutines it wakes at the front."""
-    prio = op.prio if op.prio >= 0 else sched.default_priority
-    return bool(prio & priority.OP)
+def _prio(op: TimedOperation, sched: Scheduler) -> int:
+    """``op``'s priority, the scheduler's default standing in for ``DEFAULT``."""
+    return op.prio if op.prio >= 0 else sched.default_priority
+
+
+def _run_next(sched: Scheduler, op: TimedOperation, coro: Coroutine, value: Any) -> Any:
+    """Resume ``coro`` (which yielded ``op``) with ``value`` before anything queued.
+
+    The original's queue operations resume their coroutine at once, whatever
+    the priority, once they have queued the other party; putting it at the
+    very front of the run queue is the same order.
+    """
+    sched.resume(coro, value, True)
+    sched._woke_own(op, coro)
+    return PENDING
 
 
 class QGet(TimedOperation):
-    """The operation :meth:`Queue.get` returns; result: the item."""
+    """The operation :meth:`Queue.get` returns; result: the item.
+
+    Order of resumption, as in the original cogen: the getter goes on at once,
+    whatever the priority. Except: when taking the item lets a parked
+    putter's item in, a putter whose ``put`` has the ``CORO`` priority bit
+    runs first and this getter is queued (at the front with that ``put``'s
+    ``OP`` bit); other woken putters are queued (at the front with their
+    ``OP`` bit).
+    """
 
     __slots__ = ("block", "queue")
 
@@ -78,10 +97,23 @@ class QGet(TimedOperation):
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         queue = self.queue
         if queue._qsize():
-            return queue._take(_wakes_first(self, sched))
+            item = queue._get()
+            putters = queue._putters
+            while putters and not queue.full():
+                pcoro, (psched, pop) = putters.popitem(last=False)
+                queue._put(pop.item)
+                queue.unfinished_tasks += 1
+                pprio = _prio(pop, psched)
+                if pprio & priority.CORO:
+                    sched.resume(coro, item, bool(pprio & priority.OP))
+                    psched.resume(pcoro, pop, True)
+                    sched._woke_own(self, coro)
+                    return PENDING
+                psched.resume(pcoro, pop, bool(pprio & priority.OP))
+            return _run_next(sched, self, coro, item)
         if not self.block:
             raise Empty(f"get from an empty {type(queue).__name__}")
-        queue._getters[coro] = sched
+        queue._getters[coro] = (sched, self)
         return PENDING
 
     def cleanup(self, sched: Scheduler, coro: Coroutine) -> None:
@@ -92,7 +124,15 @@ class QGet(TimedOperation):
 
 
 class QPut(TimedOperation):
-    """The operation :meth:`Queue.put` returns; result: the QPut itself."""
+    """The operation :meth:`Queue.put` returns; result: the QPut itself.
+
+    Order of resumption, as in the original cogen: the putter goes on at once,
+    whatever the priority. Except: when a getter is parked it gets the item;
+    then with a priority other than ``LAST`` the getter runs first and this
+    putter is queued (at the front with its ``CORO`` bit); with ``LAST`` the
+    getter is queued (at the front if its ``get`` has a priority other than
+    ``LAST``).
+    """
 
     __slots__ = ("block", "item", "queue")
 
@@ -105,8 +145,20 @@ class QPut(TimedOperation):
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         queue = self.queue
-        if queue._offer(self.item, _wakes_first(self, sched)):
-            return self
+        getters = queue._getters
+        if getters:
+            gcoro, (gsched, gop) = getters.popitem(last=False)
+            queue.unfinished_tasks += 1
+            prio = _prio(self, sched)
+            if prio:
+                sched.resume(coro, self, bool(prio & priority.CORO))
+                gsched.resume(gcoro, self.item, True)
+                sched._woke_own(self, coro)
+                return PENDING
+            gsched.resume(gcoro, self.item, bool(_prio(gop, gsched)))
+            return _run_next(sched, self, coro, self)
+        if queue._offer(self.item, False):
+            return _run_next(sched, self, coro, self)
         if not self.block:
             raise Full(f"put to a full {type(queue).__name__} (maxsize={queue.maxsize})")
         queue._putters[coro] = (sched, self)
@@ -171,7 +223,7 @@ class Queue:
     def __init__(self, maxsize: int = 0) -> None:
         self.maxsize = maxsize
         self._init(maxsize)
-        self._getters: OrderedDict[Coroutine, Scheduler] = OrderedDict()
+        self._getters: OrderedDict[Coroutine, tuple[Scheduler, QGet]] = OrderedDict()
         self._putters: OrderedDict[Coroutine, tuple[Scheduler, QPut]] = OrderedDict()
         self._joiners: OrderedDict[Coroutine, tuple[Scheduler, QJoin]] = OrderedDict()
         #: Items put and not yet marked done with :meth:`task_done`.
@@ -187,8 +239,8 @@ class Queue:
         a get makes room (at most ``timeout`` seconds, then
         ``OperationTimeout`` is raised and the item was not inserted), or,
         with ``block=False``, raises :class:`Full` in the coroutine
-        (``timeout`` is then ignored). With the ``priority.OP`` bit in
-        ``prio`` a getter it wakes runs before the coroutines already queued.
+        (``timeout`` is then ignored). Who runs first when it wakes a getter
+        depends on the priorities, as :class:`QPut` describes.
         """
         return QPut(self, item, block, timeout, prio)
 
@@ -199,8 +251,8 @@ class Queue:
         ``timeout`` seconds, then ``OperationTimeout`` is raised and no item
         was consumed), or, with ``block=False``, raises :class:`Empty` in the
         coroutine. Making room on a full queue moves the oldest parked
-        putter's item in and wakes that putter (first, with the
-        ``priority.OP`` bit).
+        putter's item in and wakes that putter; who runs first depends on the
+        priorities, as :class:`QGet` describes.
         """
         return QGet(self, block, timeout, prio)
 
@@ -264,7 +316,7 @@ class Queue:
     def _offer(self, item: Any, first: bool) -> bool:
         """Insert ``item`` or give it to the oldest parked getter; False if full."""
         if self._getters:
-            coro, sched = self._getters.popitem(last=False)
+            coro, (sched, _op) = self._getters.popitem(last=False)
             self.unfinished_tasks += 1
             sched.resume(coro, item, first)
             return True

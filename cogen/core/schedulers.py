@@ -129,6 +129,8 @@ class Scheduler:
         self._closed = False
         self._close_callbacks: list[Callable[[], Any]] = []
         self._thread_id: int | None = None
+        self._close_lock = threading.Lock()
+        self._closed_event = threading.Event()
         #: Loop iterations so far: the blocked-loop watchdog
         #: (:mod:`cogen.core.watchdog`) samples it from its thread.
         self.iterations = 0
@@ -206,6 +208,65 @@ class Scheduler:
     def throw(self, coro: Coroutine, exc: BaseException, first: bool = False) -> None:
         """Queue ``coro`` to have ``exc`` raised at its yield."""
         self.resume(coro, CoroutineException(exc), first)
+
+    def cancel(self, coro: Coroutine, exc: BaseException, op: Any = None) -> bool:
+        """Withdraw ``coro`` from whatever it waits on and raise ``exc`` at its yield.
+
+        For a coroutine parked on an operation that will not end soon (a
+        long poll whose client went away). ``op`` is the operation it
+        yielded, if known: its ``cleanup`` undoes the parking (a
+        ``WaitForSignal`` leaves the signal's waiters, a thread's ``Run`` is
+        cancelled), and a callee coroutine runs on, its outcome dropped.
+        Without ``op``, only the scheduler's own tables are searched (timers,
+        the reactor, signal waiters). A coroutine already queued to resume
+        (its wait ended in this very iteration) gets ``exc`` instead of that
+        outcome.
+
+        Call it from the loop's thread (a coroutine, or a callback). Returns
+        False, doing nothing, if ``coro`` has finished.
+        """
+        if coro.state in (Coroutine.STATE_COMPLETED, Coroutine.STATE_FAILED):
+            return False
+        value = CoroutineException(exc)
+        active = self.active
+        for index, (_val, queued) in enumerate(active):
+            if queued is coro:
+                active[index] = (value, coro)
+                return True
+        if self._ready:
+            self._ready = [(o, c) for o, c in self._ready if c is not coro]
+        timer = coro._timer
+        if timer is not None:
+            if timer is _WOKEN:
+                coro._timer = None
+            else:
+                self._kill_timer(coro, timer)
+        io = coro._io
+        if io is not None:
+            coro._io = None
+            if io >= 0:
+                self.reactor.remove_reader(io)
+            else:
+                self.reactor.remove_writer(~io)
+        if isinstance(op, Coroutine):
+            if op.caller is coro:
+                op.caller = None
+        elif op is not None:
+            try:
+                op.cleanup(self, coro)
+            except Exception:
+                log.exception("error withdrawing %r from %r", coro, op)
+        else:
+            for name, waiters in list(self.sigwait.items()):
+                if coro in waiters:
+                    waiters.remove(coro)
+                    if not waiters:
+                        del self.sigwait[name]
+            for name, (_sig, parked) in list(self.signals.items()):
+                if parked is coro:
+                    del self.signals[name]
+        active.append((value, coro))
+        return True
 
     def wait_readable(self, fd: int, owner: Any, op: Any, coro: Coroutine) -> None:
         """Park ``coro`` until ``fd`` is readable; then ``op.process`` runs again."""
@@ -300,8 +361,9 @@ class Scheduler:
 
         Only for operations that must place their own coroutine on the run
         queue relative to others (``WaitForSignal`` firing a parked
-        ``Signal``), from a ``process`` called when the coroutine yields the
-        operation; ``_run_active`` consumes the marker right after.
+        ``Signal``, the queue and pipe hand-offs), from a ``process`` called
+        when the coroutine yields the operation; ``_run_active`` consumes the
+        marker right after.
         """
         coro._timer = _WOKEN
 
@@ -435,7 +497,7 @@ class Scheduler:
                     waiters = sigwait.pop(op.name, None)
                     if waiters is None:
                         result = 0
-                    elif prio >= 2:  # the OP bit: the woken go first, in order
+                    elif prio >= 2:  # the OP bit: the woken go first, the last to wait first
                         result = op._fire_waiters(self, waiters, True)
                     else:
                         value = op.value
@@ -506,13 +568,15 @@ class Scheduler:
         if caller is not None:
             coro.caller = None
             self.active.appendleft((value, caller))
-        elif exc is not None and not coro.waiters:
+        elif exc is not None:
             log.error("unhandled exception in coroutine %r", coro, exc_info=exc)
         if coro.waiters:
+            # Joiners get the return value, None for a failed coroutine (as in
+            # the original): the exception stays on coro.exception.
             waiters = coro.waiters
             coro.waiters = ()
             for w in waiters:
-                self.resume(w, value)
+                self.resume(w, result)
 
     def _process_ready(self) -> None:
         ready = self._ready
@@ -631,17 +695,34 @@ class Scheduler:
         if self._thread_id is not None and threading.get_ident() != self._thread_id:
             self.call_soon_threadsafe(lambda: None)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float | None = None) -> bool:
         """Stop the loop and release the reactor and the wake-up sockets.
 
         Coroutines still suspended are closed (``GeneratorExit`` at their
-        yield, so their ``finally`` blocks run).
+        yield, so their ``finally`` blocks run). Called from a coroutine, the
+        loop closes things when the current iteration ends. Called from
+        another thread while :meth:`run` runs, the close is handed to the loop
+        thread (closing the reactor under a running poll would kill it) and
+        this call waits up to ``timeout`` seconds (None: as long as it takes)
+        for it to be done.
+
+        Returns True once everything is closed, False if it is still to come
+        (on the loop thread, or ``timeout`` ran out).
         """
+        self._close_when_stopped = True
         self.stop()
-        if self.running and threading.get_ident() == self._thread_id:
-            self._close_when_stopped = True  # run() closes things when it returns
-            return
+        if self.running:
+            if threading.get_ident() == self._thread_id:
+                return False  # run() closes things when it returns
+            # The loop may also have just left run() without seeing the flag:
+            # whichever thread gets the lock in close() first does the work.
+            if not self._closed_event.wait(timeout):
+                if self.running:
+                    return False
+                self.close()
+            return True
         self.close()
+        return True
 
     def on_close(self, callback: Callable[[], Any]) -> None:
         """Have :meth:`close` call ``callback()`` (in registration order, once).
@@ -678,9 +759,16 @@ class Scheduler:
 
     def close(self) -> None:
         """Close suspended coroutines and release OS resources (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._release()
+        finally:
+            self._closed_event.set()
+
+    def _release(self) -> None:
         callbacks, self._close_callbacks = self._close_callbacks, []
         for callback in callbacks:
             try:

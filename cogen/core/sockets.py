@@ -437,7 +437,9 @@ class SocketFile:
     """A file-like face of a :class:`Socket`; its methods return operations.
 
     ``read(n)`` is :class:`Read` (up to ``n`` bytes), ``readline(n)`` is
-    :class:`ReadLine`, ``readexactly(n)`` is :class:`ReadAll`, ``write(data)``
+    :class:`ReadLine` with ``truncate=True`` (like ``file.readline(n)``, ``n``
+    bytes without a line end are returned as they are, as in the original
+    cogen), ``readexactly(n)`` is :class:`ReadAll`, ``write(data)``
     is :class:`WriteAll`. ``close()`` leaves the socket open, as with
     ``socket.makefile``.
     """
@@ -458,8 +460,8 @@ class SocketFile:
 
     def readline(self, size: int = 65536, timeout: Any = USE_DEFAULT,
                  prio: int = priority.DEFAULT) -> ReadLine:
-        """A :class:`ReadLine` of at most ``size`` bytes."""
-        return ReadLine(self.sock, size, timeout, prio)
+        """A :class:`ReadLine` of at most ``size`` bytes; ``size`` bytes without a line end are the result."""
+        return ReadLine(self.sock, size, timeout, prio, truncate=True)
 
     def write(self, data: Any, timeout: Any = USE_DEFAULT, prio: int = priority.DEFAULT) -> WriteAll:
         """A :class:`WriteAll` of ``data``."""

@@ -11,7 +11,9 @@ from typing import Any
 from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation, OperationTimeout
 from cogen.web import http as _http
+from cogen.web._body import _Immediate
 from cogen.web._io import PARKED, ClientDisconnected, ServerClosing, send_file
+from cogen.web._watch import start_watch, stop_watch
 
 __all__ = ["_Response"]
 
@@ -197,7 +199,19 @@ class _Response:
 
     # -- operations the app yields -------------------------------------------------
     def _run_op(self, gate: Any, op: Any) -> Generator[Any, Any, None]:
-        """Run an operation for the app; its outcome goes on the gate."""
+        """Run an operation for the app; its outcome goes on the gate.
+
+        Meanwhile the connection is watched for a disconnect (unless the app
+        streams the request body, whose reads are its own): see
+        :mod:`cogen.web._watch`.
+        """
+        source = gate.source
+        # (a read of a buffered body completes at once: nothing to watch for;
+        # on a WebSocket upgrade request the socket is the WebSocket's to read)
+        watched = (source is None or source.done) and op.__class__ is not _Immediate \
+            and not gate.websocket
+        if watched:
+            start_watch(self.server.sched, self.conn)
         try:
             gate.result = yield from self._wait(op)
             gate.exception = None
@@ -206,6 +220,9 @@ class _Response:
         except Exception as exc:
             gate.result = exc
             gate.exception = sys.exc_info()
+        finally:
+            if watched:
+                stop_watch(self.server.sched, self.conn)
 
     def _wait(self, op: Any) -> Generator[Any, Any, Any]:
         """Yield ``op``, a wait that ``WSGIServer._force_close`` can withdraw; its result.

@@ -101,6 +101,7 @@ class CogenWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
     _sched: Any
     _servers: list[Any]
     _is_stopping: bool
+    _is_recycled: bool
 
     def run(self) -> None:
         """The worker's main loop: serve until ``self.alive`` goes false, then drain."""
@@ -121,6 +122,7 @@ class CogenWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
             srv._base_environ["wsgi.multiprocess"] = self.cfg.workers > 1
             srv.start()
         self._is_stopping = False
+        self._is_recycled = False
         sched.add(self._watch_wakeup_pipe)
         interval = self.timeout / 2 if self.timeout else 10.0
         last_notify = 0.0
@@ -148,7 +150,9 @@ class CogenWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
         fd = self.PIPE[0]
         sched.forget_fd(fd, _Stopped())
         for srv in self._servers:
-            srv.shutdown(self.cfg.graceful_timeout)
+            # recycled after max_requests, the arbiter and the other workers
+            # go on accepting: what the kernel queued is theirs
+            srv.shutdown(self.cfg.graceful_timeout, serve_queued=not self._is_recycled)
         from cogen.web._broker import close_broker_after
         close_broker_after(sched, self._servers)
 
@@ -173,6 +177,7 @@ class CogenWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
             self.nr += 1
             if self.nr >= self.max_requests and self.alive:
                 self.log.info("Autorestarting worker after current request.")
+                self._is_recycled = True
                 self.alive = False
                 self._sched.call_soon_threadsafe(_noop)  # wake the loop to see it
             result: Iterable[Any] = app(environ, start_response)

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 :func:`run_master` binds every address once, in the master, so ``--port 0``
-gets one real port and the sockets stay open for the master's whole life:
+gets one real port and the sockets stay open until the master stops:
 while at least one process holds a listening socket the kernel keeps queueing
 connections on it, so replacing workers never refuses a connection. It then
 forks the workers (``os.fork``; POSIX only). A worker imports the app itself,
@@ -22,8 +22,10 @@ pending (a restart backoff, the kill deadline of a stop).
 
 - A worker that dies is replaced at once; if workers keep dying within a
   second of starting, the restarts back off (0.1 s, doubling, up to 10 s).
-- SIGTERM/SIGINT: SIGTERM to every worker, which stops accepting and lets
-  its requests in flight finish; after ``grace`` seconds the rest get
+- SIGTERM/SIGINT: the master closes its listening sockets and sends SIGTERM
+  to every worker, which takes the connections already queued, closes its
+  listening sockets (new connections are then refused) and lets its
+  requests in flight finish; after ``grace`` seconds the rest get
   SIGKILL. A second SIGTERM/SIGINT kills them at once.
 - Heartbeats (:mod:`cogen.web._heartbeat`): each worker's watchdog thread
   writes a file in a private directory while the worker's loop runs. A
@@ -304,6 +306,12 @@ class Master:
 
     def _stop(self) -> None:
         self._is_stopping = True
+        # Nobody will accept on these any more: while the master held them
+        # open the kernel went on accepting connections that then hung until
+        # the grace period ended. Closed, new connections are refused at once
+        # (the workers close their copies as they stop, after taking what
+        # the kernel had already queued).
+        self._close_sockets()
         self._kill_at = time.monotonic() + self.grace
         self._kill_all(signal.SIGTERM)
 

@@ -75,6 +75,27 @@ _ServerClosing = ServerClosing
 #: Seconds without an accept() failure that end an episode of them.
 _ACCEPT_QUIET = 5.0
 
+#: On a graceful stop, how long an idle keep-alive connection (or one
+#: accepted after the stop began) may still send its next request: a busy
+#: client sends it right after the last response, and closing at once would
+#: race it (issue 18 item 7). The request is answered with Connection: close.
+DRAIN_TIMEOUT = 1.0
+#: A connection accepted longer ago than this that has sent nothing is a
+#: browser's spare connection, closed at once on a stop (issue 18 item 8); a
+#: younger one may just not have had its request arrive yet: it gets the drain.
+SPARE_AGE = 0.5
+
+#: The lingering close (as nginx's ``lingering_close``): after answering a
+#: client that may still be sending, discard what it sends for at most this
+#: long in all, this long between reads, and this many bytes.
+LINGER_TIME = 5.0
+LINGER_IDLE = 2.0
+LINGER_BYTES = 256 << 20
+
+
+class _Drain(ServerClosing):
+    """Thrown into an idle connection's coroutine at a graceful stop: serve one last request."""
+
 
 class FileWrapper:
     """``wsgi.file_wrapper``: iterate a file in blocks, or let the server sendfile it.
@@ -167,8 +188,8 @@ def parse_bind(bind: Any) -> tuple[int, Any]:
 class _Conn:
     """What one connection coroutine shares with its helpers."""
 
-    __slots__ = ("buf", "cancelled", "coro", "drained", "fd", "head", "idle", "op", "peer",
-                 "send_timeout", "sock", "waiter")
+    __slots__ = ("accepted", "buf", "cancelled", "coro", "drained", "fd", "fresh", "head", "idle",
+                 "linger", "op", "peer", "send_timeout", "sock", "waiter", "watcher")
 
     def __init__(self, sock: Any, send_timeout: float | None) -> None:
         self.sock = sock
@@ -179,6 +200,13 @@ class _Conn:
         self.drained = False
         self.send_timeout = send_timeout
         self.idle = True
+        #: waiting for the first byte of the connection's first request
+        self.fresh = False
+        self.accepted = _monotonic()
+        #: the client may still be sending: close with a lingering close
+        self.linger = False
+        #: the coroutine watching the socket while the app waits (cogen.web._watch)
+        self.watcher: Any = None
         self.coro: Any = None
         #: the operation the coroutine waits on instead of the socket, if any
         #: (see _Response._wait), and whether _force_close withdrew it
@@ -283,6 +311,7 @@ class WSGIServer:
         #: the open WebSockets, told 1001 (going away) by shutdown()
         self._websockets: set[Any] = set()
         self._closing = False
+        self._serve_queued = True
         self._stopped = False
         #: accept() failures in a row (EMFILE...; while > 0 a closed connection
         #: wakes the accept loop), when the last one was, and whether the
@@ -456,6 +485,8 @@ class WSGIServer:
                     except OSError:
                         pass
                 add(handle, sock, addr)
+            if self._serve_queued:
+                self._take_queued(add, handle)
         finally:
             self._close_listener()
 
@@ -491,6 +522,33 @@ class WSGIServer:
             log.info("accepting again after %d failed attempts", self._accept_failures)
         self._accept_failures = 0
 
+    def _take_queued(self, add: Callable[..., Any], handle: Callable[..., Any]) -> None:
+        """Accept the connections the kernel queued before the stop (bounded by the backlog).
+
+        Closing a listening socket resets the connections still in its
+        queue, yet their clients had connected before the stop began: each
+        gets its first request served (issue 18 item 5).
+        """
+        lsock = self.socket
+        if lsock.fileno() < 0:
+            return
+        is_unix = lsock.family == socket.AF_UNIX
+        room = max(1, self.options["backlog"])
+        if self.options["max_connections"]:
+            room = min(room, self.options["max_connections"] - len(self._conns))
+        for _ in range(room):
+            try:
+                sock, addr = lsock.accept()
+            except OSError:  # BlockingIOError: the queue is empty
+                return
+            sock.setblocking(False)
+            if not is_unix:
+                try:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:
+                    pass
+            add(handle, sock, addr)
+
     def _close_listener(self) -> None:
         if self.socket.fileno() >= 0:
             fd = self.socket.fileno()
@@ -504,23 +562,36 @@ class WSGIServer:
                     pass
             self.socket.close()
 
-    def shutdown(self, grace: float | None = 30.0) -> None:
+    def shutdown(self, grace: float | None = 30.0, serve_queued: bool = True) -> None:
         """Stop gracefully; call from the scheduler's thread (or through
         ``sched.call_soon_threadsafe``).
 
-        Stops accepting at once and closes idle keep-alive connections;
-        requests in flight may finish for ``grace`` seconds, after which their
-        connections are closed too. The :meth:`serve` coroutine then returns.
+        Stops accepting at once; the connections the kernel had already
+        queued are taken and served, unless ``serve_queued`` is false
+        (another process goes on accepting on the same socket). A connection
+        that has not sent a byte yet is closed at once; an idle keep-alive
+        connection may send one last request within :data:`DRAIN_TIMEOUT`
+        seconds, answered with ``Connection: close``; requests in flight may
+        finish for ``grace`` seconds, after which their connections are
+        closed too. The :meth:`serve` coroutine then returns.
         """
         if self._closing:
             return
         self._closing = True
+        self._serve_queued = serve_queued
         fd = self.socket.fileno()
         if fd >= 0:
             self.sched.forget_fd(fd, _ServerClosing())
+        spare_before = _monotonic() - SPARE_AGE
         for conn in list(self._conns.values()):
             if conn.idle:
-                self.sched.forget_fd(conn.fd, _ServerClosing())
+                self.sched.forget_fd(conn.fd, _Drain())
+            elif conn.fresh and not _has_data(conn.sock):
+                if conn.accepted < spare_before:
+                    # a browser's spare connection: it may never send (issue 18 item 8)
+                    self.sched.forget_fd(conn.fd, _ServerClosing())
+                else:
+                    self.sched.forget_fd(conn.fd, _Drain())
         for ws in list(self._websockets):
             self.sched.add(ws._going_away)
         if grace is not None:
@@ -587,7 +658,14 @@ class WSGIServer:
         try:
             if self.ssl_context is not None:
                 sock = yield from self._handshake(conn)
-            yield from self._requests(conn, addr)
+            try:
+                yield from self._requests(conn, addr)
+            except _Drain:
+                # thrown in while idle: nothing of a request was read yet
+                if (yield from self._await_last_request(conn)):
+                    yield from self._requests(conn, addr)
+            if conn.linger:
+                yield from self._linger(conn)
         except ClientDisconnected as exc:
             log.debug("client %s: %s", addr, exc)
         except OperationTimeout:
@@ -598,6 +676,54 @@ class WSGIServer:
             log.debug("client %s: %s", addr, exc)
         finally:
             self._connection_closed(conn)
+
+    def _linger(self, conn: _Conn) -> Generator[Any, Any, None]:
+        """Close the write side, then read and discard until EOF or a bound.
+
+        Closing a socket with unread input makes the kernel reset the
+        connection, and a client still sending its body then fails on its
+        send before it reads the response (a lost 413, or a 502 behind a
+        proxy; issue 18 item 9). Once the client has seen the FIN it stops,
+        or it finishes sending, and reads the response.
+        """
+        sock = conn.sock
+        try:
+            # (an SSLSocket drops its TLS state here: what follows is discarded raw)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        deadline = _monotonic() + LINGER_TIME
+        discarded = 0
+        while discarded < LINGER_BYTES:
+            left = deadline - _monotonic()
+            if left <= 0:
+                return
+            try:
+                data = sock.recv(262144)
+            except WOULD_BLOCK:
+                try:
+                    yield conn.waiter.wait(False, min(LINGER_IDLE, left))
+                except OperationTimeout:
+                    return
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            discarded += len(data)
+
+    def _await_last_request(self, conn: _Conn) -> Generator[Any, Any, bool]:
+        """Wait up to the drain time for a request on an idle connection; True if data came."""
+        left = DRAIN_TIMEOUT
+        if self._grace_deadline is not None:
+            left = min(left, self._grace_deadline - _monotonic())
+        if left <= 0:
+            return False
+        try:
+            yield conn.waiter.wait(False, left)
+        except OperationTimeout:
+            return False
+        return True
 
     def _handshake(self, conn: _Conn) -> Generator[Any, Any, Any]:
         assert self.ssl_context is not None
@@ -642,35 +768,44 @@ class WSGIServer:
         # Request isolation (docs/server.rst): each request runs in a fresh
         # copy of the server's context. The connection's coroutine was started
         # in one; after each request it is given another, which the scheduler
-        # enters from its next step on. ``fresh``: this step runs in it.
+        # enters from its next step on. ``in_context``: this step runs in it.
         coro = conn.coro
         base_context = self._context
-        fresh = True
+        in_context = True
         while True:
             # -- wait for and read a request head --
             # A new connection is not idle: its first request is served even
             # if shutdown began since the accept (graceful restarts).
             conn.idle = not first
+            conn.fresh = first
             if not conn.buf:
                 if self._closing and not first:
-                    return
+                    # The last response announced keep-alive (its head went
+                    # before the stop began): the client may be sending its
+                    # next request right now. Answer one that comes soon.
+                    if not (yield from self._await_last_request(conn)):
+                        return
                 if conn.drained and not first and not is_tls:
                     # Right after a response the next request has rarely come
                     # yet: wait for it rather than make a recv that fails. The
                     # reactor wakes us at once if data came meanwhile (epoll:
                     # an edge that came while nobody waited is remembered).
                     yield waiter.wait(False, keepalive_timeout)
-                    fresh = True
+                    in_context = True
                 while True:
                     try:
                         data = recv(262144)
                         break
                     except WOULD_BLOCK:
-                        yield waiter.wait(False, header_timeout if first else keepalive_timeout)
-                        fresh = True
+                        if first and self._closing:
+                            # accepted after the stop began: a short wait
+                            yield waiter.wait(False, min(DRAIN_TIMEOUT, header_timeout or 1e9))
+                        else:
+                            yield waiter.wait(False, header_timeout if first else keepalive_timeout)
+                        in_context = True
                     except ssl.SSLWantWriteError:
                         yield waiter.wait(True, keepalive_timeout)
-                        fresh = True
+                        in_context = True
                     except OSError as exc:
                         raise ClientDisconnected(str(exc)) from exc
                 if not data:
@@ -678,7 +813,7 @@ class WSGIServer:
                 conn.drained = len(data) < 262144
                 conn.buf = data
                 data = b""
-            conn.idle = False
+            conn.idle = conn.fresh = False
             first = False
             try:
                 head = parse(conn.buf, max_request_line=max_line, max_header_bytes=max_bytes,
@@ -697,7 +832,8 @@ class WSGIServer:
             except ClientDisconnected:
                 return
             except OperationTimeout:
-                yield from self._reject(conn, _RemoteProtocolError("request head timeout", 408), addr)
+                yield from self._reject(conn, _RemoteProtocolError("request head timeout", 408),
+                                        addr, linger=False)
                 return
             conn.buf = conn.buf[head.head_size:]
             if head.method == "CONNECT":
@@ -706,7 +842,7 @@ class WSGIServer:
                 yield from self._reject(conn, _RemoteProtocolError(
                     "CONNECT (a tunnel) is not supported by this server", 501), addr)
                 return
-            if not fresh:
+            if not in_context:
                 yield None  # a pipelined request: step into its context first
             conn.head = head
             keep_open = yield from self._request(conn, head, peer)
@@ -714,13 +850,19 @@ class WSGIServer:
             if self.on_request_served is not None:
                 self.on_request_served()
             head = conn.head = None
-            if not keep_open or self._closing:
+            if not keep_open:
+                # (during a stop every response says Connection: close,
+                # so the connection ends here unless its head was sent
+                # before the stop)
                 return
             coro.ctx = base_context.copy()
-            fresh = False
+            in_context = False
 
-    def _reject(self, conn: _Conn, exc: _RemoteProtocolError, addr: Any) -> Generator[Any, Any, None]:
+    def _reject(self, conn: _Conn, exc: _RemoteProtocolError, addr: Any,
+                linger: bool = True) -> Generator[Any, Any, None]:
         log.debug("rejecting request from %s: %s %s", addr, exc.status_code, exc)
+        # a client that timed out is not sending: no need to linger for it
+        conn.linger = linger
         try:
             yield from conn.send(_http.simple_response(exc.status_code, exc.reason,
                                                        server=self.options["ident"]))
@@ -751,6 +893,7 @@ class WSGIServer:
             else:
                 # the body is not read, so the connection cannot go on after it
                 keep_open = head.keep_alive and not (head.content_length or head.chunked)
+                conn.linger = not keep_open
                 yield from self._simple(conn, 404, "Not Found", head, keep_open)
                 return keep_open
         environ["PATH_INFO"] = path
@@ -786,7 +929,7 @@ class WSGIServer:
                     return False
                 except OperationTimeout:
                     yield from self._reject(
-                        conn, _RemoteProtocolError("request body timeout", 408), peer[0])
+                        conn, _RemoteProtocolError("request body timeout", 408), peer[0], linger=False)
                     return False
                 environ["wsgi.input"] = spool = stream
                 environ["CONTENT_LENGTH"] = str(length)
@@ -828,6 +971,7 @@ class WSGIServer:
             # still waiting for 100 Continue never sent the body: close.
             ok = ok and response.keep_alive and not source.expect_continue \
                 and (yield from self._drain(source))
+            conn.linger = not ok
         if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
             self._log_access(environ, head, response, started)
         return ok and response.keep_alive
@@ -953,6 +1097,18 @@ class _EmptyInput:
 
     def __next__(self) -> bytes:
         raise StopIteration
+
+
+def _has_data(sock: Any) -> bool:
+    """True if ``sock`` has received bytes not read yet."""
+    try:
+        if isinstance(sock, ssl.SSLSocket):
+            # its TLS layer may hold decrypted bytes; SSLSocket.recv takes no
+            # flags, so the kernel's buffer is peeked through the plain socket
+            return sock.pending() > 0 or bool(socket.socket.recv(sock, 1, socket.MSG_PEEK))
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except OSError:  # BlockingIOError: nothing yet; any other error: nothing to serve
+        return False
 
 
 @coroutine

@@ -729,3 +729,155 @@ def test_shutdown_logs_a_coroutine_that_refuses_to_close(
     assert any(r.exc_info for r in caplog.records)
     with pytest.raises(GeneratorExit):  # let it finish, so that garbage collection has nothing to complain of
         instance.gen.send(None)  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("reactor", reactors.available())
+def test_shutdown_from_another_thread_closes_on_the_loop_thread(
+        reactor: str, sockpair: tuple[socket.socket, socket.socket]) -> None:
+    # Issue 18 item 13: the reactor and the wake-up sockets were closed under
+    # the running loop (EBADF in poll, the loop thread died).
+    sched = Scheduler(reactor)
+    a, _b = sockpair
+    closed_on: list[str] = []
+    errors: list[BaseException] = []
+    parked = threading.Event()
+
+    @coroutine
+    def reader() -> Any:
+        try:
+            parked.set()
+            yield WaitReadable(a)
+        finally:
+            closed_on.append(threading.current_thread().name)
+
+    @coroutine
+    def ticker() -> Any:
+        while True:
+            yield events.Sleep(0.001)
+
+    def run() -> None:
+        try:
+            sched.run()
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    sched.add(reader)
+    sched.add(ticker)
+    thread = threading.Thread(target=run, name="loop")
+    thread.start()
+    assert parked.wait(10)
+    sched.shutdown()
+    # shutdown() waited for the loop thread to close everything
+    assert closed_on == ["loop"]
+    assert sched._wake_r.fileno() == -1
+    thread.join(10)
+    assert not thread.is_alive()
+    assert errors == []
+    sched.shutdown()  # idempotent, also once stopped
+
+
+# -- cancel ----------------------------------------------------------------------------
+
+
+class Gone(Exception):
+    pass
+
+
+def _parked(sched: Scheduler, make_op: Callable[[], Any]) -> tuple[Coroutine, list[Any], Any]:
+    """Add a coroutine that yields ``make_op()`` and records what it got; run it until parked."""
+    got: list[Any] = []
+    op = make_op()
+
+    @coroutine
+    def waiter() -> Any:
+        try:
+            got.append((yield op))
+        except Gone as exc:
+            got.append(exc)
+
+    coro = sched.add(waiter)
+    sched.run_once()
+    assert got == []
+    return coro, got, op
+
+
+def test_cancel_withdraws_a_coroutine_from_a_signal_and_its_timeout(sched: Scheduler) -> None:
+    coro, got, op = _parked(sched, lambda: events.WaitForSignal("news", timeout=30))
+    assert sched.cancel(coro, Gone("client left"), op)
+    assert "news" not in sched.sigwait
+    sched.run()
+    assert [type(g) for g in got] == [Gone]
+    assert sched._timers_live == 0
+    woken: list[int] = []
+
+    @coroutine
+    def signaller() -> Any:
+        woken.append((yield events.Signal("news")))
+
+    sched.add(signaller)
+    sched.run()
+    assert woken == [0]
+
+
+def test_cancel_without_the_operation_searches_the_signal_waiters(sched: Scheduler) -> None:
+    coro, got, _op = _parked(sched, lambda: events.WaitForSignal("news"))
+    assert sched.cancel(coro, Gone())
+    assert "news" not in sched.sigwait
+    sched.run()
+    assert [type(g) for g in got] == [Gone]
+
+
+def test_cancel_withdraws_a_sleep_and_a_reactor_wait(
+        sched: Scheduler, sockpair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = sockpair
+    sleeper, slept, _ = _parked(sched, lambda: events.Sleep(30))
+    reader, read, op = _parked(sched, lambda: WaitReadable(a))
+    assert sched.cancel(sleeper, Gone())
+    assert sched.cancel(reader, Gone(), op)
+    assert not sched.reactor.readers
+    sched.run()  # returns at once: nothing is left to wait for
+    assert [type(g) for g in slept + read] == [Gone, Gone]
+    b.send(b"late")  # nobody is woken by it any more
+    assert not sched.has_work()
+
+
+def test_cancel_a_coroutine_whose_wait_just_ended_replaces_the_outcome(sched: Scheduler) -> None:
+    coro, got, op = _parked(sched, lambda: events.WaitForSignal("news"))
+
+    @coroutine
+    def signaller() -> Any:
+        # CORO: the signaller goes on at once, while coro is queued with "value"
+        yield events.Signal("news", "value", prio=priority.CORO)
+        sched.cancel(coro, Gone(), op)
+
+    sched.add(signaller)
+    sched.run()
+    assert [type(g) for g in got] == [Gone]
+
+
+def test_cancel_leaves_a_callee_running_and_drops_its_outcome(sched: Scheduler) -> None:
+    finished: list[str] = []
+
+    @coroutine
+    def callee() -> Any:
+        yield events.Sleep(0.01)
+        finished.append("callee")
+        return "result"
+
+    coro, got, op = _parked(sched, callee)
+    assert sched.cancel(coro, Gone(), op)
+    sched.run()
+    assert [type(g) for g in got] == [Gone]
+    assert finished == ["callee"]
+
+
+def test_cancel_of_a_finished_coroutine_does_nothing(sched: Scheduler) -> None:
+    @coroutine
+    def quick() -> Any:
+        yield None
+
+    coro = sched.add(quick)
+    sched.run()
+    assert sched.cancel(coro, Gone()) is False
+    assert not sched.has_work()

@@ -233,6 +233,23 @@ def test_readline_over_maxlen_while_waiting_for_more(reactor: str) -> None:
     assert rest == b"y" * 25
 
 
+def test_readline_truncate_and_makefile_readline_return_maxlen_bytes_without_a_line_end(
+        reactor: str) -> None:
+    @coroutine
+    def main():
+        cli, conn = tcp_pair()
+        yield sockets.WriteAll(cli, b"x" * 15 + b"\nabcdefgh")
+        first = yield sockets.ReadLine(conn, 10, truncate=True)
+        rest = yield conn.makefile().readline(10)
+        partial = yield conn.makefile().readline(4)
+        cli.close()
+        tail = yield conn.makefile().readline(10)
+        conn.close()
+        return first, rest, partial, tail
+
+    assert run(reactor, main) == (b"x" * 10, b"xxxxx\n", b"abcd", b"efgh")
+
+
 def test_readline_of_exactly_maxlen_bytes_is_accepted(reactor: str) -> None:
     @coroutine
     def main():

@@ -69,12 +69,11 @@ def test_unhandled_thread_exception_fails_the_coroutine(sched: Scheduler) -> Non
 
     @coroutine
     def joiner() -> Any:
-        with pytest.raises(ValueError):
-            yield events.Join(c)
-        return "joined"
+        return ("joined", (yield events.Join(c)))
 
-    assert run(sched, joiner()) == ["joined"]
+    assert run(sched, joiner()) == [("joined", None)]
     assert c.state == c.STATE_FAILED
+    assert isinstance(c.exception, ValueError)
 
 
 @pytest.mark.parametrize("reactor", REACTORS)

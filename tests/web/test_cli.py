@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -429,3 +430,19 @@ def test_the_command_raises_the_soft_open_file_limit(tmp_path: Any) -> None:
                 proc.wait(10)
             if proc.stderr is not None:
                 proc.stderr.close()
+
+
+def test_ctrl_c_does_not_wait_for_a_connection_that_never_sent_a_byte(server: StartServer) -> None:
+    # Issue 18 item 8: browsers open a spare connection and never send on it;
+    # the stop waited for it until the header timeout (30 s).
+    proc = server("app:application", "--port", "0")
+    port = proc.port()
+    spare = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    with spare:
+        # the accept loop took the spare connection before this later one
+        assert get(port)[0] == 200
+        started = time.monotonic()
+        proc.signal(signal.SIGINT)
+        assert proc.wait() == 0
+        assert time.monotonic() - started < 5
+        assert spare.recv(100) == b""

@@ -1,7 +1,9 @@
 """gunicorn -k cogen.web.gunicorn.CogenWorker, in a subprocess."""
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -133,3 +135,44 @@ def test_unlimited_settings() -> None:
     assert opts["threads"] == 0
     from cogen.web.options import resolve_options
     resolve_options(opts)  # every value is valid for WSGIServer
+
+
+LONG_POLL_APP = '''\\
+import sys
+
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    if environ["PATH_INFO"] == "/poll":
+        try:
+            print("parked", file=sys.stderr, flush=True)
+            yield environ["cogen"].core.events.WaitForSignal("news", timeout=60)
+            yield b"news"
+        finally:
+            print("closed", file=sys.stderr, flush=True)
+    else:
+        yield environ["cogen"].core.events.Signal("news")
+        yield str(environ["cogen"].result).encode()
+'''
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_long_poll_clients_that_close_are_noticed(gunicorn: StartServer, tmp_path: Path) -> None:
+    # Issue 18 item 6, under the gunicorn worker.
+    write_app(tmp_path, source=LONG_POLL_APP)
+    proc = gunicorn()
+    port = listening_port(proc)
+    worker = int(proc.wait_for(r"Booting worker with pid: (\d+)").group(1))
+    assert get(port, "/signal") == (200, b"0")
+    before = len(os.listdir(f"/proc/{worker}/fd"))
+    clients = []
+    for _ in range(50):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        sock.sendall(b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\n")
+        clients.append(sock)
+    proc.wait_count(r"\bparked\b", 50)
+    for sock in clients:
+        sock.close()
+    proc.wait_count(r"\bclosed\b", 50)
+    assert get(port, "/signal") == (200, b"0")
+    assert len(os.listdir(f"/proc/{worker}/fd")) <= before

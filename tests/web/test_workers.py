@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -239,3 +241,110 @@ def test_workers_that_keep_failing_are_restarted_with_a_backoff(
     assert new != victim
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
+
+
+def _ignore_errors(fn: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            fn()
+        except OSError:
+            pass
+    return run
+
+
+def _connect_during_stop(port: int, timeout: float) -> str:
+    """One request on a new connection made while the server stops: how it ended."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except ConnectionRefusedError:
+        return "refused"
+    with sock:
+        try:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        except TimeoutError:
+            return "hung"
+        except ConnectionResetError:
+            return "reset"
+    return "served" if data.startswith(b"HTTP/1.1 200 ") else f"other {data[:40]!r}"
+
+
+LONG_APP = '''\
+import sys
+
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    if environ["PATH_INFO"] == "/long":
+        print("slow request started", file=sys.stderr, flush=True)
+        yield environ["cogen"].core.events.Sleep(30)
+    yield b"done"
+'''
+
+
+def test_connections_made_during_a_stop_are_refused_at_once(
+        server: StartServer, app_dir: Path) -> None:
+    # Issue 18 item 5: the master kept its listening sockets open while the
+    # workers finished, so the kernel accepted new connections nobody served.
+    write_app(app_dir, source=LONG_APP)
+    proc = server("--port", "0", "--workers", "2", "--graceful-timeout", "20")
+    port = proc.port()
+    slow = threading.Thread(target=_ignore_errors(lambda: get(port, "/long", timeout=WAIT)))
+    slow.start()
+    proc.wait_for("slow request started")
+    mark = proc.mark()
+    proc.signal(signal.SIGTERM)
+    proc.wait_count(r"received SIGTERM: shutting down gracefully", 2, start=mark)
+    started = time.monotonic()
+    outcomes = [_connect_during_stop(port, 2.0) for _ in range(20)]
+    # None may hang. One made before a worker got to its stop is served; one
+    # that races the very close of the last listening socket is reset at
+    # once, as with any server (gunicorn, nginx): the kernel resets what is
+    # still queued when the socket goes.
+    assert set(outcomes) <= {"refused", "served", "reset"}, outcomes
+    assert outcomes[-10:] == ["refused"] * 10, outcomes
+    assert time.monotonic() - started < 2.0
+    os.kill(proc.pid, signal.SIGTERM)  # the second one kills the slow worker
+    assert proc.wait() == 0
+    slow.join(WAIT)
+
+
+def test_sighup_loses_no_request_of_busy_keep_alive_clients(server: StartServer) -> None:
+    # Issue 18 item 7: a stopping worker closed its idle keep-alive
+    # connections at once, racing the clients' next requests.
+    import requests
+    proc = server("--port", "0", "--workers", "2")
+    port = proc.port()
+    failures: list[BaseException] = []
+    answered: list[int] = []
+    done = threading.Event()
+
+    def client() -> None:
+        with requests.Session() as session:
+            while not done.is_set() and len(answered) < 20000:
+                try:
+                    resp = session.get(f"http://127.0.0.1:{port}/", timeout=WAIT)
+                    assert resp.status_code == 200
+                    answered.append(int(resp.text))
+                except BaseException as exc:  # noqa: BLE001  (reported below)
+                    failures.append(exc)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(4):
+            old = worker_pids(proc)
+            mark = proc.mark()
+            proc.signal(signal.SIGHUP)
+            proc.wait_for("reload complete", start=mark)
+            for pid in old:
+                assert wait_exited(pid)
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(WAIT)
+    assert failures == [], f"{len(failures)} of {len(failures) + len(answered)} failed"
+    assert len(set(answered)) >= 4, "the clients did not run across the reloads"

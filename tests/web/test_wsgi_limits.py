@@ -5,6 +5,8 @@ The only sleeps here wait for a server-side timeout configured to be tiny.
 """
 from __future__ import annotations
 
+import http.client
+import shutil
 import socket
 import threading
 import time
@@ -174,3 +176,57 @@ def test_an_app_sleeping_does_not_block_other_requests(live_server: Any, raw: An
     assert raw(live).request(get("/fast")).body == b"done"
     assert time.monotonic() - started < 0.8
     assert slow.response().body == b"done"
+
+
+@pytest.fixture(scope="module")
+def upload_file(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    path = tmp_path_factory.mktemp("upload") / "30mb.bin"
+    with open(path, "wb") as out:
+        out.truncate(30 << 20)
+    return path
+
+
+def _curl_status(url: str, path: Any, *headers: str) -> str:
+    import subprocess
+    args = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20",
+            "-T", str(path)]
+    for header in headers:
+        args += ["-H", header]
+    done = subprocess.run([*args, url], capture_output=True, text=True, timeout=30, check=False)
+    return done.stdout + done.stderr.strip()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+@pytest.mark.parametrize("headers", [("Expect:",), ("Transfer-Encoding: chunked",)],
+                         ids=["length-no-expect", "chunked-expect"])
+def test_a_413_reaches_a_client_still_sending_its_body(live_server: Any, upload_file: Any,
+                                                       headers: tuple[str, ...]) -> None:
+    # Issue 18 item 9: the server closed while the client was still sending,
+    # so the client got a reset instead of the 413 (4 and 5 of 10 runs).
+    live = live_server(recording_app([]), max_body=1 << 20)
+    statuses = [_curl_status(live.url + "/upload", upload_file, *headers) for _ in range(6)]
+    assert statuses == ["413"] * 6
+
+
+def _put_30mb(live: Any, chunked: bool) -> int:
+    """PUT 30 MB with http.client, which sends the whole body before it reads; the status."""
+    conn = http.client.HTTPConnection(live.host, live.port, timeout=20)
+    try:
+        if chunked:
+            block = bytes(1 << 20)
+            conn.request("PUT", "/upload", body=(block for _ in range(30)), encode_chunked=True,
+                         headers={"Expect": "100-continue"})
+        else:
+            conn.request("PUT", "/upload", body=bytes(30 << 20))
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked-expect"])
+def test_a_413_reaches_http_client_sending_its_whole_body(live_server: Any, chunked: bool) -> None:
+    # Without a lingering close the server's close reset the connection, and
+    # the client's send failed before it read the status (Broken pipe,
+    # Connection reset by peer).
+    live = live_server(recording_app([]), max_body=1 << 20)
+    assert [_put_30mb(live, chunked) for _ in range(10)] == [413] * 10

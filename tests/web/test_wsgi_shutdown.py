@@ -4,7 +4,10 @@ idle keep-alive connections are closed, the grace period is enforced, and
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,8 +17,9 @@ import pytest
 
 from cogen.core.coroutines import coroutine
 from cogen.core.events import Signal, WaitForSignal
+from cogen.web import wsgi
 
-from .conftest import CLIENT_TIMEOUT, get
+from .conftest import CLIENT_TIMEOUT, get, recording_app
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -262,3 +266,150 @@ def test_grace_period_covers_a_connection_accepted_just_before_shutdown(live_ser
     finally:
         client_side.close()
         server_side.close()
+
+
+def test_requests_queued_in_the_kernel_when_the_stop_begins_are_served(live_server: Any,
+                                                                       raw: Any) -> None:
+    # Issue 18 items 5 and 7: closing the listening socket resets the
+    # connections still in its accept queue, although their clients
+    # connected (and sent a request) before the stop began.
+    live = live_server(recording_app([], b"queued"))
+    clients: list[Any] = []
+
+    def connect_then_shutdown() -> None:
+        # the loop runs this function: nothing is accepted meanwhile, so the
+        # connections wait in the kernel's queue with their requests
+        for _ in range(10):
+            clients.append(raw(live).send(get("/")))
+        live.server.shutdown(5)
+
+    live.call(connect_then_shutdown)
+    for client in clients:
+        resp = client.response()
+        assert (resp.status, resp.body) == (200, b"queued")
+        assert resp.header("connection") == "close"
+        assert client.read_all() == b""
+    live.thread.join(CLIENT_TIMEOUT)
+    assert not live.thread.is_alive()
+    assert _not_served(live.address)
+
+
+def test_an_idle_keep_alive_connection_is_drained_on_a_stop(live_server: Any, raw: Any) -> None:
+    # Issue 18 item 7: the stop closed idle keep-alive connections at once,
+    # racing a busy client's next request (RemoteDisconnected, reset).
+    live = live_server(recording_app([], b"answered"))
+    clients = [raw(live) for _ in range(5)]
+    for client in clients:
+        assert client.request(get("/")).body == b"answered"
+    live.call(live.server.shutdown, 5)
+    for client in clients:
+        resp = client.request(get("/next"))  # sent after the stop began
+        assert (resp.status, resp.body) == (200, b"answered")
+        assert resp.header("connection") == "close"
+        assert client.read_all() == b""
+    live.thread.join(CLIENT_TIMEOUT)
+    assert not live.thread.is_alive()
+
+
+def test_a_drained_connection_that_sends_nothing_is_closed_soon(live_server: Any, raw: Any) -> None:
+    live = live_server(recording_app([], b"answered"))
+    client = raw(live)
+    assert client.request(get("/")).body == b"answered"
+    started = time.monotonic()
+    live.call(live.server.shutdown, 30)
+    assert client.read_all() == b""
+    live.thread.join(CLIENT_TIMEOUT)
+    assert not live.thread.is_alive()
+    assert time.monotonic() - started < 3
+
+
+def test_a_response_that_announced_keep_alive_before_the_stop_answers_one_more(
+        live_server: Any, raw: Any) -> None:
+    # Issue 18 item 7: the head said keep-alive, so the client may send (or
+    # have pipelined) its next request; the stop must not drop it.
+    in_app = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", TEXT)
+        yield b"head sent; "
+        if environ["PATH_INFO"] == "/slow":
+            in_app.set()
+            yield environ["cogen"].core.events.Sleep(0.3)
+        yield b"done " + environ["PATH_INFO"].encode()
+
+    live = live_server(app)
+    client = raw(live)
+    client.send(get("/slow") + get("/pipelined"))
+    assert in_app.wait(CLIENT_TIMEOUT)
+    live.call(live.server.shutdown, 5)
+    first = client.response()
+    assert first.body == b"head sent; done /slow"
+    assert first.header("connection") is None  # keep-alive, announced before the stop
+    second = client.response()
+    assert second.body == b"head sent; done /pipelined"
+    assert second.header("connection") == "close"
+    assert client.read_all() == b""
+    live.thread.join(CLIENT_TIMEOUT)
+    assert not live.thread.is_alive()
+
+
+def _spare(live: Any, tls: ssl.SSLContext | None) -> socket.socket:
+    """A connection that sends nothing, made before a request on another one (so accepted)."""
+    sock = socket.create_connection(live.address, timeout=CLIENT_TIMEOUT)
+    if tls is not None:
+        sock = tls.wrap_socket(sock, server_hostname="localhost")  # the handshake is done
+    live.call(lambda: None)
+    return sock
+
+
+@pytest.fixture
+def tls_server_options(tmp_path: Any) -> dict[str, Any]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True,
+                   timeout=CLIENT_TIMEOUT)
+    return {"certfile": str(tmp_path / "cert.pem"), "keyfile": str(tmp_path / "key.pem")}
+
+
+@pytest.mark.parametrize("is_tls", [False, True], ids=["plain", "tls"])
+def test_a_spare_connection_is_closed_at_once_on_a_stop(
+        live_server: Any, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+        is_tls: bool) -> None:
+    # Issue 18 item 8: a browser's spare connection, which never sends,
+    # held the stop until the header timeout (30 s).
+    monkeypatch.setattr(wsgi, "SPARE_AGE", 0.0)
+    monkeypatch.setattr(wsgi, "DRAIN_TIMEOUT", 20.0)  # so that a drain would show
+    options = request.getfixturevalue("tls_server_options") if is_tls else {}
+    live = live_server(recording_app([]), header_timeout=30, **options)
+    tls = None
+    if is_tls:
+        tls = ssl.create_default_context(cafile=options["certfile"])
+        tls.check_hostname = False
+    with _spare(live, tls) as spare:
+        live.call(lambda: None)  # (TLS: the server side has finished its handshake)
+        started = time.monotonic()
+        live.call(live.server.shutdown, 30)
+        live.thread.join(CLIENT_TIMEOUT)
+        assert not live.thread.is_alive()
+        assert time.monotonic() - started < 3
+        try:
+            assert spare.recv(100) == b""
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+
+
+def test_a_just_accepted_connection_gets_its_request_served_on_a_stop(
+        live_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Accepted just before the stop, its request may not have arrived yet.
+    monkeypatch.setattr(wsgi, "SPARE_AGE", 30.0)
+    live = live_server(recording_app([], b"late but served"))
+    with _spare(live, None) as sock:
+        live.call(live.server.shutdown, 30)
+        sock.sendall(get("/"))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.endswith(b"late but served")
