@@ -129,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs["metavar"] = opt.metavar
             if opt.convert in (as_list, as_proxy_headers):
                 kwargs["action"] = "append"
-        group.add_argument(*opt.aliases, opt.cli, **kwargs)
+        short = [a for a in opt.aliases if not a.startswith("--")]
+        long = [a for a in opt.aliases if a.startswith("--")]
+        group.add_argument(*short, opt.cli, *long, **kwargs)
         if opt.name == "log_level":
             # On or off, as in gunicorn: a log line per request costs more
             # than the rest of a small request's handling.
