@@ -113,6 +113,11 @@ SERVERS: tuple[Server, ...] = (
     Server("cogen", "cogen.web", "cogen",
            ("{py}", "-m", "cogen.web", APP, "--host", HOST, "--port", "{port}", "--no-access-log"),
            "cogen-web, defaults (one process, TCP_NODELAY, no connection cap)"),
+    # the blocked-loop watchdog's overhead: cogen / cogen-nowatchdog in the ratio table
+    Server("cogen-nowatchdog", "cogen.web", "cogen",
+           ("{py}", "-m", "cogen.web", APP, "--host", HOST, "--port", "{port}", "--no-access-log",
+            "--blocked-loop-warning", "off"),
+           "cogen-web, defaults but the blocked-loop watchdog off"),
     Server("gevent", "gevent", "gevent",
            ("{py}", "-m", "benchmarks.apps", "gevent", "--host", HOST, "--port", "{port}"),
            "gevent.pywsgi, patch_all(), TCP_NODELAY on accepted sockets (benchmarks/apps.py)"),
