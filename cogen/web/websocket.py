@@ -309,6 +309,7 @@ class WebSocket:
         self._is_tls = isinstance(self._sock, ssl.SSLSocket)
         self._wwait = WaitIO(conn.fd, self._sock)
         self._raw = b""
+        self._drained = False
         self._want_write = False
         self._parts: list[Any] = []
         self._size = 0
@@ -367,8 +368,12 @@ class WebSocket:
             if self._raw:
                 self._feed()
                 continue
-            # (no "the last read took all there was, so wait first" shortcut:
-            # a FIN that came with the last data would raise no new edge)
+            if self._drained:
+                # the last read took all there was: the next message has rarely
+                # come yet, so wait for it rather than make a recv that fails
+                # (a FIN that came with that data: the reactor says so at once)
+                self._drained = False
+                return _MORE
             try:
                 data: bytes = self._sock.recv(65536)
             except WOULD_BLOCK:
@@ -382,6 +387,7 @@ class WebSocket:
                 self._lost("the client went away without a close frame")
             self._last_seen = _monotonic()
             self._ping_sent = None
+            self._drained = len(data) < 65536 and not self._is_tls
             self._raw = data
             self._feed()
 
