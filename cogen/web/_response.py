@@ -282,6 +282,10 @@ class _Response:
         try:
             # a list or tuple is iterated here: no app code runs in its next()
             in_pool = None if result.__class__ is list or result.__class__ is tuple else pool
+            if in_pool is None:
+                # and none in a close() it does not have: the thread is free now,
+                # not after the body has gone out (or a WebSocket has ended)
+                pool.release()
             yield from self._pump(iter(result), in_pool)
             return True
         except (ClientDisconnected, OperationTimeout, ServerClosing):

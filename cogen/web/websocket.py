@@ -39,7 +39,7 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from cogen.core import coroutines as _coroutines
@@ -230,7 +230,7 @@ class WebSocketUpgrade:
         return ws
 
     def serve(self, handler: Callable[[WebSocket], Any], subprotocol: str | None = None,
-              **accept_options: Any) -> Iterator[Any]:
+              **accept_options: Any) -> list[Any]:
         """A WSGI response that upgrades and runs ``handler(ws)`` as a coroutine.
 
         ``handler`` is a ``@coroutine`` generator function or an ``async
@@ -239,7 +239,8 @@ class WebSocketUpgrade:
         cannot be upgraded gets the :class:`HandshakeError`'s status.
         Return it from the application: ``return ws_upgrade.serve(chat)``.
         """
-        yield Coroutine(self._serve, handler, subprotocol, accept_options)
+        # a list: with threads=N the server frees the app's thread once it returns
+        return [Coroutine(self._serve, handler, subprotocol, accept_options)]
 
     def _serve(self, handler: Callable[[WebSocket], Any], subprotocol: str | None,
                accept_options: dict[str, Any]) -> Generator[Any, Any, None]:

@@ -475,3 +475,16 @@ def test_random_bytes_after_the_upgrade_never_hurt_the_server(live_server: Any) 
     with connect(ws_url(live), open_timeout=T) as ws:
         ws.send("still here")
         assert ws.recv(T) == "still here"
+
+
+def test_with_threads_served_websockets_do_not_hold_the_apps_threads(live_server: Any) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        return environ["cogen"].websocket.serve(gen_handler)
+
+    live = live_server(app, threads=2)
+    from contextlib import ExitStack
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(connect(ws_url(live), open_timeout=T)) for _ in range(6)]
+        for n, ws in enumerate(sockets):  # all six open at once, on two threads
+            ws.send(f"socket {n}")
+        assert [ws.recv(T) for ws in sockets] == [f"socket {n}"[::-1] for n in range(6)]
