@@ -260,7 +260,8 @@ class _Response:
         thread-locals and context variables set by the app call are there on
         every later call, and nothing is left for the next response.
         """
-        lease = pool.lease(self.server._context.copy())
+        context = self.server._context.copy()
+        lease = pool.lease(context) if self.server.thread_affinity else _InContext(pool, context)
         try:
             return (yield from self._run_leased(lease))
         finally:
@@ -477,6 +478,26 @@ class _Response:
 
 
 _DONE = object()
+
+
+class _InContext:
+    """Pool-like: each call on any free thread of ``pool``, in ``context`` (``thread_affinity`` off).
+
+    The steps of one response never overlap, so one context serves them all.
+    """
+
+    __slots__ = ("context", "pool")
+
+    def __init__(self, pool: Any, context: Any) -> None:
+        self.pool = pool
+        self.context = context
+
+    def submit(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``func`` on the pool, in the response's context; returns its future."""
+        return self.pool.submit(self.context.run, func, *args, **kwargs)
+
+    def release(self) -> None:
+        """Nothing is held between calls."""
 
 
 def _threaded_next(iterator: Any) -> Any:

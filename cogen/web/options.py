@@ -259,6 +259,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("threads", as_int, 0,
            "run the app (call and iteration) in a pool of N threads for blocking apps; "
            "0 runs it in the connection's coroutine", "--threads", "N"),
+    Option("thread_affinity", as_bool, True,
+           "with threads: serve each response on one thread from the app call to close() (off: "
+           "each step on any free thread, in the response's own context; a parked request then "
+           "holds no thread, but thread-locals do not carry between steps)",
+           "--thread-affinity", "BOOL"),
     Option("header_timeout", as_seconds, 30.0,
            "seconds a client has to send a complete request head (slowloris guard)",
            "--header-timeout", "SECONDS", "limits"),

@@ -294,6 +294,7 @@ class WSGIServer:
         self.address = self.socket.getsockname()
         self.url_prefix = (opts["url_prefix"] or "").rstrip("/")
         self.threads = opts["threads"]
+        self.thread_affinity = opts["thread_affinity"]
         self.stream_input = opts["stream_input"] or is_streaming_input(app)
         self.access_log_enabled = opts["access_log"]
         # environ['cogen'] is not a str under an undotted key, which
