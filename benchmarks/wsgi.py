@@ -63,6 +63,7 @@ APP = "benchmarks.apps:hello"
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 IDLE_BATCH = 100  # idle connections opened (or probed) at once
+BASE_CHECKOUT = [""]  # --base-checkout, for the cogen-base server
 SCENARIOS = (("c10", 10, False), ("c100", 100, False), ("close-c10", 10, True))
 
 LUA_DONE = r"""
@@ -105,7 +106,7 @@ class Server:
                 if idle_limit is not None:
                     out += [a.format(limit=idle_limit) for a in self.idle_opts]
             else:
-                out.append(arg.format(py=py, port=port))
+                out.append(arg.format(py=py, port=port, base=f"{BASE_CHECKOUT[0]}{os.pathsep}{ROOT}"))
         return out
 
 
@@ -113,6 +114,16 @@ SERVERS: tuple[Server, ...] = (
     Server("cogen", "cogen.web", "cogen",
            ("{py}", "-m", "cogen.web", APP, "--host", HOST, "--port", "{port}", "--no-access-log"),
            "cogen-web, defaults (one process, TCP_NODELAY, no connection cap)"),
+    # the blocked-loop watchdog's overhead: cogen / cogen-nowatchdog in the ratio table
+    Server("cogen-nowatchdog", "cogen.web", "cogen",
+           ("{py}", "-m", "cogen.web", APP, "--host", HOST, "--port", "{port}", "--no-access-log",
+            "--blocked-loop-warning", "off"),
+           "cogen-web, defaults but the blocked-loop watchdog off"),
+    # an earlier checkout of cogen, for before/after figures in one run (--base-checkout PATH)
+    Server("cogen-base", "cogen.web", "cogen",
+           ("env", "PYTHONPATH={base}", "{py}", "-m", "cogen.web", APP, "--host", HOST, "--port", "{port}",
+            "--no-access-log"),
+           "cogen-web from --base-checkout (the before of a before/after)"),
     Server("gevent", "gevent", "gevent",
            ("{py}", "-m", "benchmarks.apps", "gevent", "--host", HOST, "--port", "{port}"),
            "gevent.pywsgi, patch_all(), TCP_NODELAY on accepted sockets (benchmarks/apps.py)"),
@@ -554,7 +565,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     names = [s.name for s in SERVERS]
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--servers", default=",".join(names), help=f"comma-separated, from {','.join(names)}")
+    p.add_argument("--servers", default=",".join(n for n in names if n != "cogen-base"),
+                   help=f"comma-separated, from {','.join(names)}")
     p.add_argument("--python", default=sys.executable, help="interpreter that has the peers installed")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     p.add_argument("--repeats", type=int, default=1, help="round-robin passes over the servers")
@@ -564,6 +576,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--idle-setup", type=float, default=120.0, help="max seconds to open (or probe) them")
     p.add_argument("--out", type=Path, default=Path("/tmp/cogen-bench.jsonl"),
                    help="raw results, appended as JSON lines (server logs go to OUT's stem + '-logs/')")
+    p.add_argument("--base-checkout", type=Path, default=None,
+                   help="a checkout of an earlier cogen: the server 'cogen-base' runs it")
     p.add_argument("--port", type=int, default=18800, help="the port every server listens on, in turn")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--client-cpu", type=int, default=1, help="CPU of wrk, the idle connections and the driver")
@@ -571,6 +585,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-time", type=int, default=0, help="seconds before the driver gives up; 0 = estimate x2")
     args = p.parse_args(argv)
     args.names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    if "cogen-base" in args.names:
+        if args.base_checkout is None or not (args.base_checkout / "cogen" / "web").is_dir():
+            p.error("the server cogen-base needs --base-checkout PATH, a checkout of cogen")
+        BASE_CHECKOUT[0] = str(args.base_checkout.resolve())
     unknown = sorted(set(args.names) - set(names))
     if unknown:
         p.error(f"unknown server(s) {', '.join(unknown)} in --servers {args.servers!r}; known: {', '.join(names)}")

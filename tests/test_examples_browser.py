@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,3 +132,28 @@ def test_the_page_falls_back_to_long_polling(start: Start, browser: Callable[...
     assert "WebSocket" not in poller.find_element("id", "status").text
     say(poller, "to the socket")
     wait_for_text(socketed, "log", "poller: to the socket")
+
+
+@pytest.mark.timeout(120)
+def test_browsers_on_different_workers_chat_through_the_broker(start: Start,
+                                                               browser: Callable[..., Any]) -> None:
+    import re
+
+    from tests.redis._server import RedisServer, require_redis_server
+
+    require_redis_server()
+    redis = RedisServer(Path(tempfile.mkdtemp(prefix="cogen-redis-"))).start()
+    try:
+        chat = start(*cogen_web("examples.chat.app:application", "--workers", "3", "--broker", redis.url))
+        chat.wait_for(re.compile(r"3 workers serving"))
+        url = f"http://{chat.host}:{chat.port}/"
+        people = [browser() for _ in range(3)]
+        for n, driver in enumerate(people):
+            join(driver, url, f"p{n}")
+        for n, driver in enumerate(people):
+            say(driver, f"hello from p{n}")
+        for driver in people:
+            for n in range(3):
+                wait_for_text(driver, "log", f"p{n}: hello from p{n}")
+    finally:
+        redis.stop()

@@ -330,11 +330,17 @@ class EpollReactor(Reactor):
         unclaimed = self._unclaimed
         rbits = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR | select.EPOLLPRI
         wbits = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
+        hupbits = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
         for fd, ev in events:
             if ev & rbits:
                 waiter = readers.pop(fd, None)
                 if waiter is not None:
                     ready.append(waiter)
+                    if ev & hupbits:
+                        # The peer's FIN (or an error) came with this edge and
+                        # stays: a reader that parks after taking the data would
+                        # get no other edge, so the next one is told at once.
+                        unclaimed.add(fd)
                 elif fd == self._wakeup_fd:
                     self._drain_wakeup()
                 else:

@@ -131,6 +131,9 @@ class Scheduler:
         self._thread_id: int | None = None
         self._close_lock = threading.Lock()
         self._closed_event = threading.Event()
+        #: Loop iterations so far: the blocked-loop watchdog
+        #: (:mod:`cogen.core.watchdog`) samples it from its thread.
+        self.iterations = 0
         #: The broker Signals with str/bytes names go through (None: none).
         self.broker: Any = None
         if broker is not None:
@@ -680,6 +683,7 @@ class Scheduler:
 
     def _iterate(self, timeout: float | None, keep_going: bool) -> bool:
         """One iteration: step the queued coroutines, poll, fire timers, run callbacks."""
+        self.iterations += 1
         active = self.active
         if active:
             self._run_active(keep_going)

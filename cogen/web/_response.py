@@ -261,7 +261,8 @@ class Response:
         thread-locals and context variables set by the app call are there on
         every later call, and nothing is left for the next response.
         """
-        lease = pool.lease(self.server.context.copy())
+        context = self.server.context.copy()
+        lease = pool.lease(context) if self.server.thread_affinity else _InContext(pool, context)
         try:
             return (yield from self._run_leased(lease))
         finally:
@@ -283,6 +284,10 @@ class Response:
         try:
             # a list or tuple is iterated here: no app code runs in its next()
             in_pool = None if result.__class__ is list or result.__class__ is tuple else pool
+            if in_pool is None:
+                # and none in a close() it does not have: the thread is free now,
+                # not after the body has gone out (or a WebSocket has ended)
+                pool.release()
             yield from self._pump(iter(result), in_pool)
             return True
         except (ClientDisconnected, OperationTimeout, ServerClosing):
@@ -474,6 +479,26 @@ class Response:
 
 
 _DONE = object()
+
+
+class _InContext:
+    """Pool-like: each call on any free thread of ``pool``, in ``context`` (``thread_affinity`` off).
+
+    The steps of one response never overlap, so one context serves them all.
+    """
+
+    __slots__ = ("context", "pool")
+
+    def __init__(self, pool: Any, context: Any) -> None:
+        self.pool = pool
+        self.context = context
+
+    def submit(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``func`` on the pool, in the response's context; returns its future."""
+        return self.pool.submit(self.context.run, func, *args, **kwargs)
+
+    def release(self) -> None:
+        """Nothing is held between calls."""
 
 
 def _threaded_next(iterator: Any) -> Any:

@@ -19,11 +19,20 @@ import signal
 import ssl
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 import cogen
-from cogen.web.options import OPTIONS, as_seconds
+from cogen.web.config import SETTABLE, ConfigError, settle
+from cogen.web.options import (
+    COMMAND_OPTIONS,
+    OPTIONS,
+    OPTIONS_BY_NAME,
+    Option,
+    as_bool,
+    as_list,
+    as_proxy_headers,
+)
 
 __all__ = [
     "UsageError",
@@ -34,6 +43,7 @@ __all__ = [
     "load_app",
     "main",
     "serve",
+    "settings_from",
 ]
 
 log = logging.getLogger("cogen.web")
@@ -74,90 +84,64 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except empty ones and those of on/off flags."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        default = action.default
-        if default is None or default == [] or isinstance(default, bool) or action.nargs == 0:
-            return action.help or ""
-        return super()._get_help_string(action) or ""
+def _shown_default(opt: Option) -> str:
+    if opt.shown is not None:
+        return opt.shown
+    if opt.default in (None, []):
+        return "none"
+    if isinstance(opt.default, bool):
+        return "yes" if opt.default else "no"
+    return str(opt.default)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, with one flag per server option."""
+    """The argument parser, with one flag per option (:mod:`cogen.web.options`).
+
+    Every flag defaults to ``argparse.SUPPRESS``, so the namespace holds only
+    what the command line gave: the environment and the config file fill in
+    the rest (:func:`cogen.web.config.settle`). Values stay text here and are
+    converted by the options' converters.
+    """
     parser = _Parser(
         prog="cogen-web",
-        description="Serve a WSGI application with cogen's HTTP/1.1 server.",
-        formatter_class=_HelpFormatter,
+        description="Serve a WSGI application with cogen's HTTP/1.1 server. Every option can "
+                    "also be set from the environment (COGEN_WEB_<NAME>, e.g. COGEN_WEB_WORKERS=4) "
+                    "or a TOML file (--config); the command line wins, then the environment, "
+                    "then the file.",
     )
-    parser.add_argument("app", metavar="MODULE:APP",
+    parser.add_argument("app", metavar="MODULE:APP", nargs="?", default=argparse.SUPPRESS,
                         help="the WSGI application: a dotted module, a colon, an attribute path "
                              "(default attribute 'application'; 'make_app()' calls a factory)")
     parser.add_argument("--version", action="version", version=f"cogen {cogen.__version__}")
-    parser.add_argument("--call", action="store_true",
-                        help="APP is a factory: call it (no arguments) to get the application")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=_port, default=8080, help="TCP port to listen on; 0 picks one")
-    parser.add_argument("-b", "--bind", "--listen", action="append", default=[], metavar="ADDR",
-                        help="HOST:PORT, [IPV6]:PORT or unix:PATH; repeatable; replaces --host/--port")
-    parser.add_argument("-w", "--workers", type=_positive, default=1, metavar="N",
-                        help="worker processes sharing the listening sockets")
-    parser.add_argument("--log-level", default="info", type=str.lower,
-                        choices=["debug", "info", "warning", "error", "critical"],
-                        help="level of the server's log on stderr")
-    # Off by default (the option's default, so under PasteDeploy too), as in
-    # gunicorn: a log line per request costs more than the rest of a small
-    # request's handling.
-    parser.add_argument("--access-log", dest="access_log", action="store_true", default=False,
-                        help="log every request on stderr (combined log format)")
-    parser.add_argument("--no-access-log", dest="access_log", action="store_false",
-                        help="do not log requests (the default)")
-    parser.add_argument("--graceful-timeout", type=_seconds, default=30.0, metavar="SECONDS",
-                        help="on SIGTERM/SIGINT, how long requests in flight may take to finish")
     groups: dict[str, Any] = {}
-    for opt in OPTIONS:
+    for opt in COMMAND_OPTIONS + OPTIONS:
         if opt.cli is None:
             continue
         group = groups.get(opt.group)
         if group is None:
             group = groups[opt.group] = parser.add_argument_group(f"{opt.group} options")
-        shown = opt.shown or ("none" if opt.default in (None, []) else opt.default)
-        kwargs: dict[str, Any] = {"dest": opt.name, "metavar": opt.metavar,
-                                  "help": f"{opt.help} (default: {shown})".replace("%", "%%"),
-                                  "default": argparse.SUPPRESS}
-        if opt.name in ("trusted_proxy", "trusted_proxy_headers"):
-            kwargs["action"] = "append"
-        group.add_argument(opt.cli, **kwargs)
+        kwargs: dict[str, Any] = {
+            "dest": opt.name, "default": argparse.SUPPRESS,
+            "help": f"{opt.help} (default: {_shown_default(opt)})".replace("%", "%%")}
+        if opt.convert is as_bool and opt.metavar is None:
+            kwargs.update(action="store_const", const=True)
+        else:
+            kwargs["metavar"] = opt.metavar
+            if opt.convert in (as_list, as_proxy_headers):
+                kwargs["action"] = "append"
+        short = [a for a in opt.aliases if not a.startswith("--")]
+        long = [a for a in opt.aliases if a.startswith("--")]
+        group.add_argument(*short, opt.cli, *long, **kwargs)
+        if opt.name == "log_level":
+            # On or off, as in gunicorn: a log line per request costs more
+            # than the rest of a small request's handling.
+            group.add_argument("--access-log", dest="access_log", action="store_const",
+                               const=True, default=argparse.SUPPRESS,
+                               help="log every request on stderr (combined log format)")
+            group.add_argument("--no-access-log", dest="access_log", action="store_const",
+                               const=False, default=argparse.SUPPRESS,
+                               help="do not log requests (the default)")
     return parser
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}: want a number 0-65535") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}: want a number 0-65535")
-    return port
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: want 1 or more")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = as_seconds(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value if value is not None else 1e9
 
 
 def load_app(spec: str, call: bool = False) -> Callable[..., Any]:
@@ -205,18 +189,45 @@ def load_app(spec: str, call: bool = False) -> Callable[..., Any]:
     return app
 
 
-def _server_options(ns: argparse.Namespace) -> dict[str, Any]:
-    """The server options given on the command line, converted; UsageError names the flag."""
+def _from_command_line(ns: argparse.Namespace) -> dict[str, Any]:
+    """The options the command line gave, converted; UsageError names the flag."""
     given: dict[str, Any] = {}
-    for opt in OPTIONS:
-        if opt.cli is None or not hasattr(ns, opt.name):
-            continue
-        value = getattr(ns, opt.name)
+    for name, value in vars(ns).items():
+        opt = SETTABLE[name]
         try:
-            given[opt.name] = opt.convert(value)
+            given[name] = opt.convert(value)
         except (TypeError, ValueError) as exc:
-            raise UsageError(f"argument {opt.cli}: {exc}") from None
-    given["access_log"] = ns.access_log
+            raise UsageError(f"argument {opt.cli or opt.metavar}: {exc}") from None
+    return given
+
+
+def settings_from(argv: Sequence[str] | None = None,
+                  environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every option's value from the command line, the environment, the config file or its default.
+
+    Returns a dict with every option of :data:`cogen.web.config.SETTABLE`.
+    Raises UsageError (one line, naming the source and the option).
+    """
+    cli = _from_command_line(build_parser().parse_args(argv))
+    try:
+        given = settle(cli, environ, cli.get("config"))
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    settings = {name: opt.default for name, opt in SETTABLE.items()}
+    settings.update(given)
+    settings["given"] = set(given)
+    if settings["app"] is None:
+        raise UsageError("no application: give MODULE:APP (or COGEN_WEB_APP, or app in the "
+                         "--config file)")
+    if settings["graceful_timeout"] is None:
+        settings["graceful_timeout"] = 1e9
+    return settings
+
+
+def _server_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """The WSGIServer keywords among ``settings``: those some source set, checked."""
+    given = {name: settings[name] for name in settings["given"] if name in OPTIONS_BY_NAME}
+    given["access_log"] = bool(settings["access_log"] or settings["access_logfile"])
     if given.get("keyfile") and not given.get("certfile"):
         raise UsageError("argument --keyfile: needs --certfile too")
     try:
@@ -246,26 +257,47 @@ def check_tls(options: dict[str, Any]) -> None:
                          f"{exc.strerror or exc}") from None
 
 
-def configure_logging(level: str) -> None:
-    """Log the ``cogen`` loggers to stderr, each line with the process id."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("cogen")
-    root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, level.upper()))
-    root.propagate = False
+def configure_logging(level: str, error_logfile: str | None = None,
+                      access_logfile: str | None = None, log_config: str | None = None) -> None:
+    """Set up the ``cogen`` loggers: to stderr (or files), each line with the process id.
+
+    ``error_logfile``/``access_logfile``: files for the server's log and the
+    access log (``-`` or None: stderr). ``log_config``: a logging
+    configuration file applied instead (see
+    :func:`cogen.web._procman.load_log_config`). Raises UsageError when a
+    file cannot be opened or the configuration is bad.
+    """
+    from cogen.web._procman import ProcessError, load_log_config, log_handlers
     # Access lines carry their own timestamp; a plain formatter and no caller
     # or thread look-ups keep the per-request cost down (the logging HOWTO's
     # "Optimization" section).
     logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
-    access_handler = logging.StreamHandler(sys.stderr)
+    try:
+        if log_config:
+            load_log_config(log_config)
+            return
+        handler, access_handler = log_handlers(error_logfile, access_logfile)
+    except ProcessError as exc:
+        raise UsageError(str(exc)) from None
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("cogen")
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper()))
+    root.propagate = False
     access_handler.setFormatter(logging.Formatter("%(message)s"))
     access = logging.getLogger("cogen.web.access")
     access.handlers[:] = [access_handler]
     access.propagate = False
+
+
+def reopen_logs(signum: int = 0) -> None:
+    """Reopen the log files (the SIGUSR1 handler, as loop code), and say so in the log."""
+    from cogen.web._procman import reopen_log_files
+    count = reopen_log_files()
+    log.info("received SIGUSR1: reopened %d log file(s)", count)
 
 
 def raise_open_file_limit() -> int | None:
@@ -297,23 +329,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--help`` and ``--version`` print and raise SystemExit(0), as argparse does.
     """
     try:
-        ns = build_parser().parse_args(argv)
-        binds = ns.bind or [f"[{ns.host}]:{ns.port}" if ":" in ns.host else f"{ns.host}:{ns.port}"]
-        options = _server_options(ns)
+        settings = settings_from(argv)
+        host, port = settings["host"], settings["port"]
+        binds: list[Any] = settings["bind"] or [f"[{host}]:{port}" if ":" in host
+                                                else f"{host}:{port}"]
+        options = _server_options(settings)
         check_tls(options)
-        configure_logging(ns.log_level)
+        from cogen.web._procman import ProcessError, systemd_sockets
+        try:
+            activated = systemd_sockets()
+        except ProcessError as exc:
+            raise UsageError(str(exc)) from None
+        if activated:
+            binds = list(activated)  # socket activation: systemd bound them
+        configure_logging(settings["log_level"], settings["error_logfile"],
+                          settings["access_logfile"], settings["log_config"])
         raise_open_file_limit()
-        if ns.workers > 1:
+        count = settings["workers"]
+        # --reload: a master that replaces its worker(s), even just one
+        if count > 1 or settings["reload"]:
             if not hasattr(os, "fork"):
-                raise UsageError(f"--workers {ns.workers} needs os.fork, which this platform "
-                                 f"lacks; use --workers 1")
+                what = f"--workers {count}" if count > 1 else "--reload"
+                raise UsageError(f"{what} needs os.fork, which this platform lacks")
             from cogen.web import workers
             # The workers import the app themselves (so SIGHUP re-reads it).
-            return workers.run_master(app_spec=ns.app, call=ns.call, binds=binds,
-                                      options=options, workers=ns.workers,
-                                      grace=ns.graceful_timeout)
-        app = load_app(ns.app, ns.call)
-        return serve(app, binds, options, grace=ns.graceful_timeout)
+            return workers.run_master(app_spec=settings["app"], call=settings["call"],
+                                      binds=binds, options=options, workers=count,
+                                      grace=settings["graceful_timeout"], settings=settings)
+        app = load_app(settings["app"], settings["call"])
+        return serve(app, binds, options, grace=settings["graceful_timeout"], settings=settings)
     except UsageError as exc:
         print(f"cogen-web: error: {exc}", file=sys.stderr)
         if exc.details:
@@ -347,20 +391,28 @@ def listen_all(binds: Sequence[Any], app: Callable[..., Any], sched: Any,
 
 
 def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any],
-          grace: float = 30.0, sockets: Sequence[Any] | None = None) -> int:
+          grace: float = 30.0, sockets: Sequence[Any] | None = None,
+          settings: Mapping[str, Any] | None = None) -> int:
     """Serve ``app`` on every address in ``binds`` until SIGTERM/SIGINT; returns the exit status.
 
     ``sockets``, if given, are already-listening sockets used instead of
-    ``binds``. The first SIGTERM/SIGINT stops accepting and lets requests in
-    flight finish for ``grace`` seconds; a second one acts at once (the
-    default handlers are back). Raises UsageError if an address cannot be
-    bound.
+    ``binds``. ``settings`` are the command's (:data:`COMMAND_OPTIONS`): the
+    watchdog's threshold and the stats path are taken from them. The first
+    SIGTERM/SIGINT stops accepting and lets requests in flight finish for
+    ``grace`` seconds; a second one acts at once (the default handlers are
+    back). Raises UsageError if an address cannot be bound.
     """
     from cogen.core.schedulers import Scheduler
     from cogen.core.signals import SignalPipe
     from cogen.web._broker import close_broker_after
+    from cogen.web.health import ProcessHealth
+    settings = settings or {}
     sched = Scheduler(broker=options.get("broker"))
+    health = ProcessHealth(sched, (), settings.get("blocked_loop_warning", 0.1))
+    app = with_stats(app, settings.get("stats_path"), lambda: stats_document([health.figures()]))
     servers = listen_all(list(sockets) if sockets else list(binds), app, sched, options)
+    health.servers = servers
+    pidfile = _write_pid(settings, servers)
 
     def stop(signum: int) -> None:
         log.info("received %s, shutting down gracefully", signal.Signals(signum).name)
@@ -370,20 +422,61 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
         close_broker_after(sched, servers)
 
     # Handlers first: whoever reads "listening on" may signal at once.
-    signals = SignalPipe(sched, {signal.SIGTERM: stop, signal.SIGINT: stop})
+    signals = SignalPipe(sched, {signal.SIGTERM: stop, signal.SIGINT: stop,
+                                 signal.SIGUSR1: reopen_logs})
     for srv in servers:
         log.info("listening on %s", describe(srv))
         srv.start()
+    health.start()
     try:
         sched.run()
     except Exception:
         log.exception("the server failed")
         return 1
     finally:
+        health.stop()
         signals.close()
         sched.close()
+        if pidfile is not None:
+            pidfile.remove()
     log.info("stopped")
     return 0
+
+
+def _write_pid(settings: Mapping[str, Any], servers: Sequence[Any]) -> Any:
+    """Write ``settings['pid']`` if set; returns the PidFile (None if not set).
+
+    On failure closes ``servers``' sockets and raises UsageError.
+    """
+    path = settings.get("pid")
+    if not path:
+        return None
+    from cogen.web._procman import PidFile, ProcessError
+    pidfile = PidFile(path)
+    try:
+        pidfile.write()
+    except ProcessError as exc:
+        for srv in servers:
+            srv.socket.close()
+        raise UsageError(str(exc)) from None
+    return pidfile
+
+
+def with_stats(app: Callable[..., Any], path: str | None,
+               figures: Callable[[], dict[str, Any]]) -> Callable[..., Any]:
+    """``app`` behind a :class:`~cogen.web.health.StatsMiddleware` on ``path`` (if set)."""
+    if not path:
+        return app
+    from cogen.web.health import StatsMiddleware
+    return StatsMiddleware(app, path, figures)
+
+
+def stats_document(workers: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON of the stats route: each worker's figures and their totals."""
+    keys = ("connections", "requests_active", "requests_parked", "requests_served",
+            "blocked_loop_events")
+    total = {key: sum(int(w.get(key, 0)) for w in workers) for key in keys}
+    return {"workers": list(workers), "total": total}
 
 
 def describe(server: Any) -> str:

@@ -38,6 +38,10 @@ handlers, the server's other log lines to its error log handlers). The
 broker comes from the environment variable ``COGEN_BROKER`` (``gunicorn
 --env COGEN_BROKER=redis://host:6379/0 ...``): gunicorn's own settings have
 no place for it.
+
+The blocked-loop watchdog (:mod:`cogen.core.watchdog`) runs in every
+worker, its threshold from ``COGEN_WEB_BLOCKED_LOOP_WARNING`` (0.1 s by
+default, ``off`` to disable; ``gunicorn --env ...``), for the same reason.
 """
 from __future__ import annotations
 
@@ -106,6 +110,7 @@ class CogenWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
     def run(self) -> None:
         """The worker's main loop: serve until ``self.alive`` goes false, then drain."""
         from cogen.core.schedulers import Scheduler
+        from cogen.web.health import ProcessHealth
         from cogen.web.wsgi import WSGIServer
         self._route_logs()
         from cogen.core.broker import LocalOnlyWarning
@@ -121,11 +126,13 @@ class CogenWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
             # gunicorn runs this app in several processes (PEP 3333).
             srv._base_environ["wsgi.multiprocess"] = self.cfg.workers > 1
             srv.start()
+        health = ProcessHealth(sched, self._servers, _blocked_threshold())
         self._is_stopping = False
         self._is_recycled = False
         sched.add(self._watch_wakeup_pipe)
         interval = self.timeout / 2 if self.timeout else 10.0
         last_notify = 0.0
+        health.start()
         try:
             while True:
                 now = time.monotonic()
@@ -141,6 +148,7 @@ class CogenWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
                     break
                 sched.run_once(interval)
         finally:
+            health.stop()
             sched.close()
 
     def _stop(self) -> None:
@@ -205,6 +213,22 @@ class CogenWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
 
 class _Stopped(CogenError):
     """Thrown into the wake-up pipe watcher when the worker stops."""
+
+
+def _blocked_threshold() -> float | None:
+    """The watchdog's threshold from ``COGEN_WEB_BLOCKED_LOOP_WARNING`` (a bad value: the default)."""
+    from cogen.web.options import COMMAND_OPTIONS_BY_NAME
+    opt = COMMAND_OPTIONS_BY_NAME["blocked_loop_warning"]
+    text = os.environ.get(opt.env)
+    if text is None:
+        return float(opt.default)
+    try:
+        value: float | None = opt.convert(text)
+    except ValueError as exc:
+        logging.getLogger("cogen.web").warning("%s=%r: %s; using %s s", opt.env, text, exc,
+                                               opt.default)
+        return float(opt.default)
+    return value
 
 
 def _noop() -> None:

@@ -4,6 +4,13 @@ Each :class:`Option` has a name, a converter (from a string, for the CLI and
 PasteDeploy), a default and a help text. ``WSGIServer(**options)``, the
 ``cogen-web`` flags, the PasteDeploy ``[server:main]`` keys and the docs are
 all generated from :data:`OPTIONS`, so they cannot drift apart.
+
+:data:`COMMAND_OPTIONS` are the ``cogen-web`` command's own settings (where
+to listen, how many workers, logging, the watchdog...), defined the same
+way. Every option of both tables can also come from the environment
+(``COGEN_WEB_<NAME>``) and from a TOML file
+(``--config``): :mod:`cogen.web.config` reads them and applies the one
+precedence rule: command line, then environment, then file, then default.
 """
 from __future__ import annotations
 
@@ -15,6 +22,8 @@ from cogen.web._environ import check_proxy_headers
 
 __all__ = [
     "ALIASES",
+    "COMMAND_OPTIONS",
+    "ENV_PREFIX",
     "OPTIONS",
     "OPTIONS_BY_NAME",
     "Option",
@@ -26,7 +35,11 @@ __all__ = [
     "as_mode",
     "as_proxy_headers",
     "as_seconds",
+    "as_log_level",
+    "as_port",
+    "as_positive",
     "as_size",
+    "as_str",
     "resolve_options",
 ]
 
@@ -160,6 +173,39 @@ def as_group(value: Any) -> int | None:
         raise ValueError(f"no such group {value!r}") from None
 
 
+def as_port(value: Any) -> int:
+    """A TCP port, 0-65535 (0: the system picks a free one)."""
+    try:
+        port = as_int(value)
+    except ValueError:
+        raise ValueError(f"invalid port {value!r}: want a number 0-65535") from None
+    if port > 65535:
+        raise ValueError(f"invalid port {value!r}: want a number 0-65535")
+    return port
+
+
+def as_positive(value: Any) -> int:
+    """A whole number >= 1."""
+    try:
+        number = as_int(value)
+    except ValueError:
+        raise ValueError(f"invalid number {value!r}: want 1 or more") from None
+    if number < 1:
+        raise ValueError(f"invalid number {value!r}: want 1 or more")
+    return number
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def as_log_level(value: Any) -> str:
+    """A logging level name, any case: debug, info, warning, error or critical."""
+    text = str(value).strip().lower()
+    if text not in LOG_LEVELS:
+        raise ValueError(f"invalid log level {value!r}: want one of {', '.join(LOG_LEVELS)}")
+    return text
+
+
 def as_auto_bool(value: Any) -> bool | None:
     """A boolean, or None for ``auto`` (and None): the server decides."""
     if value is None or isinstance(value, str) and value.strip().lower() == "auto":
@@ -195,6 +241,16 @@ class Option:
     metavar: str | None = None
     group: str = "server"
     shown: str | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        """The environment variable that sets this option (``COGEN_WEB_<NAME>``)."""
+        return ENV_PREFIX + self.name.upper()
+
+
+#: The prefix of the environment variables that set options.
+ENV_PREFIX = "COGEN_WEB_"
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -203,6 +259,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("threads", as_int, 0,
            "run the app (call and iteration) in a pool of N threads for blocking apps; "
            "0 runs it in the connection's coroutine", "--threads", "N"),
+    Option("thread_affinity", as_bool, True,
+           "with threads: serve each response on one thread from the app call to close() (off: "
+           "each step on any free thread, in the response's own context; a parked request then "
+           "holds no thread, but thread-locals do not carry between steps)",
+           "--thread-affinity", "BOOL"),
     Option("header_timeout", as_seconds, 30.0,
            "seconds a client has to send a complete request head (slowloris guard)",
            "--header-timeout", "SECONDS", "limits"),
@@ -352,3 +413,71 @@ def resolve_options(given: Mapping[str, Any], *, strings: bool = False,
             if name not in given:
                 out[name] = out["sockoper_timeout"]
     return out
+
+
+#: The ``cogen-web`` command's own settings (not WSGIServer keywords). Each
+#: also comes from ``COGEN_WEB_<NAME>`` and from the ``--config`` file, except
+#: ``config`` itself, which a file cannot name.
+COMMAND_OPTIONS: tuple[Option, ...] = (
+    Option("app", as_str, None,
+           "the WSGI application, MODULE:APP (the command's argument; 'make_app()' calls a "
+           "factory)", None, "MODULE:APP", "command"),
+    Option("call", as_bool, False,
+           "APP is a factory: call it (no arguments) to get the application", "--call", None,
+           "command"),
+    Option("config", as_str, None,
+           "a TOML file of settings (keys: the option names); the command line and the "
+           "environment override it", "--config", "FILE", "command"),
+    Option("host", as_str, "127.0.0.1", "address to listen on", "--host", "HOST", "command"),
+    Option("port", as_port, 8080, "TCP port to listen on; 0 picks one", "--port", "PORT",
+           "command"),
+    Option("bind", as_list, [],
+           "HOST:PORT, [IPV6]:PORT or unix:PATH; repeatable; replaces --host/--port",
+           "--bind", "ADDR", "command", aliases=("-b", "--listen")),
+    Option("workers", as_positive, 1, "worker processes sharing the listening sockets",
+           "--workers", "N", "command", aliases=("-w",)),
+    Option("graceful_timeout", as_seconds, 30.0,
+           "on SIGTERM/SIGINT, how long requests in flight may take to finish",
+           "--graceful-timeout", "SECONDS", "command"),
+    Option("log_level", as_log_level, "info", "level of the server's log",
+           "--log-level", "LEVEL", "command"),
+    Option("pid", as_str, None, "write the (master) process id to this file while serving",
+           "--pid", "FILE", "process"),
+    Option("access_logfile", as_str, None,
+           "log every request to this file ('-': stderr); turns the access log on; reopened "
+           "on SIGUSR1", "--access-logfile", "FILE", "process"),
+    Option("error_logfile", as_str, None,
+           "the server's log to this file instead of stderr; reopened on SIGUSR1",
+           "--error-logfile", "FILE", "process"),
+    Option("log_config", as_str, None,
+           "a logging configuration file (logging.config.dictConfig as JSON or TOML, or a "
+           "fileConfig .ini) used instead of the --log-level/--*-logfile setup",
+           "--log-config", "FILE", "process"),
+    # 0.1 s: asyncio's slow_callback_duration and gevent's max_blocking_time
+    # both default to it; a step that long is already a visible stall for
+    # every other request of the process.
+    Option("blocked_loop_warning", as_seconds, 0.1,
+           "warn (once per request, with the stack) when one coroutine step holds the event "
+           "loop longer than this; 0 or off: never", "--blocked-loop-warning", "SECONDS",
+           "health"),
+    Option("stats_path", as_str, None,
+           "answer GET on this path (e.g. /_cogen/stats) with live figures as JSON, per "
+           "worker; none: no such route", "--stats-path", "PATH", "health"),
+    Option("timeout", as_seconds, 30.0,
+           "with --workers: a worker whose event loop has not run for this long (stuck in one "
+           "request) is killed and replaced; 0 or off: never", "--timeout", "SECONDS",
+           "workers"),
+    Option("max_requests", as_int, 0,
+           "with --workers: a worker that has served this many requests stops "
+           "gracefully and is replaced (recycling leaky apps); 0: never",
+           "--max-requests", "N", "workers"),
+    Option("max_requests_jitter", as_int, 0,
+           "add a random 0..N to each worker's --max-requests, so they do not all restart "
+           "at once", "--max-requests-jitter", "N", "workers"),
+    Option("reload", as_bool, False,
+           "development: when a Python file of the app changes, replace the workers (keeping "
+           "the listening sockets); new code that fails to import leaves the old serving",
+           "--reload", None, "workers"),
+)
+
+COMMAND_OPTIONS_BY_NAME: dict[str, Option] = {opt.name: opt for opt in COMMAND_OPTIONS}

@@ -39,14 +39,15 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from cogen.core import coroutines as _coroutines
 from cogen.core._sockets_errors import ConnectionClosed as _SocketConnectionClosed
 from cogen.core.coroutines import Coroutine
-from cogen.core.events import OperationTimeout
+from cogen.core.events import OperationTimeout, TimedOperation
 from cogen.core.io import PARKED, WOULD_BLOCK, ClientDisconnected, WaitIO, send_all
+from cogen.core.util import PENDING
 from cogen.errors import CogenError
 from cogen.web import http as _http
 
@@ -229,7 +230,7 @@ class WebSocketUpgrade:
         return ws
 
     def serve(self, handler: Callable[[WebSocket], Any], subprotocol: str | None = None,
-              **accept_options: Any) -> Iterator[Any]:
+              **accept_options: Any) -> list[Any]:
         """A WSGI response that upgrades and runs ``handler(ws)`` as a coroutine.
 
         ``handler`` is a ``@coroutine`` generator function or an ``async
@@ -238,7 +239,8 @@ class WebSocketUpgrade:
         cannot be upgraded gets the :class:`HandshakeError`'s status.
         Return it from the application: ``return ws_upgrade.serve(chat)``.
         """
-        yield Coroutine(self._serve, handler, subprotocol, accept_options)
+        # a list: with threads=N the server frees the app's thread once it returns
+        return [Coroutine(self._serve, handler, subprotocol, accept_options)]
 
     def _serve(self, handler: Callable[[WebSocket], Any], subprotocol: str | None,
                accept_options: dict[str, Any]) -> Generator[Any, Any, None]:
@@ -280,14 +282,19 @@ class WebSocket:
         closed: no more messages can be sent or received.
         close_code, close_reason: how it closed (None until then).
 
-    Every method returns an operation (a coroutine): yield it through the
-    gate, or from a coroutine, or ``await`` it.
+    Every method returns an operation: yield it through the gate, or from a
+    coroutine, or ``await`` it. :meth:`receive` and :meth:`send` complete
+    without a scheduler round trip when the data is there (or the socket
+    takes it) at once.
     """
 
     def __init__(self, server: Any, conn: Any, proto: Connection, subprotocol: str | None,
                  compressed: bool, max_message: int | None) -> None:
         self._server = server
+        self._sched = server.sched
         self._conn = conn
+        self._sock = conn.sock
+        self._fd = conn.fd
         self._proto = proto
         self.subprotocol = subprotocol
         self.compressed = compressed
@@ -300,22 +307,29 @@ class WebSocket:
         self._ping_timeout: float | None = opts["websocket_ping_timeout"] or None
         self._close_timeout: float = opts["websocket_close_timeout"] or 0.0
         self._send_timeout: float | None = conn.send_timeout
-        sock = conn.sock
-        self._rwait = WaitIO(conn.fd, sock)
-        self._wwait = WaitIO(conn.fd, sock)
+        self._is_tls = isinstance(self._sock, ssl.SSLSocket)
+        self._wwait = WaitIO(conn.fd, self._sock)
         self._raw = b""
         self._drained = False
+        self._want_write = False
         self._parts: list[Any] = []
         self._size = 0
-        self._receiving = False
+        #: the coroutine parked in receive(), if any (one at a time)
+        self._receiver: Any = None
+        #: a writer holds the socket (frames go out whole, one after the other)
         self._sending = False
         self._send_queue: deque[Coroutine] = deque()
+        #: control frames (pongs, close answers) not sent yet
+        self._out = b""
         self._last_seen = _monotonic()
         self._ping_sent: float | None = None
+        self._ping_timer: Any = None
+        if self._ping_interval is not None:
+            self._ping_timer = self._sched.call_later(self._ping_interval, self._ping_tick)
         server._websockets.add(self)
 
     # -- the application's operations ------------------------------------------------
-    def receive(self, timeout: float | None = None) -> Coroutine:
+    def receive(self, timeout: float | None = None) -> _Receive:
         """The next message: ``str`` for text, ``bytes`` for binary.
 
         ``timeout`` bounds the wait (``OperationTimeout``; the WebSocket stays
@@ -323,20 +337,20 @@ class WebSocket:
         closes, the connection is lost or a limit is broken; ``RuntimeError``
         if another coroutine is receiving on it.
         """
-        return Coroutine(self._receive, timeout)
+        return _Receive(self, timeout)
 
-    def send(self, data: str | bytes, timeout: float | None = None) -> Coroutine:
+    def send(self, data: str | bytes, timeout: float | None = None) -> _Send:
         """Send one message: text for ``str``, binary for bytes-like.
 
         Waits while the client does not read, at most ``timeout`` seconds
         (default: the server's ``send_timeout``). Raises
         :class:`ConnectionClosed` once closed, ``TypeError`` for other data.
         """
-        return Coroutine(self._send_message, data, timeout)
+        return _Send(self, data, timeout)
 
     def ping(self, payload: bytes = b"") -> Coroutine:
         """Send a ping (the client's pong is handled by :meth:`receive`)."""
-        return Coroutine(self._send_event, "ping", payload, None)
+        return Coroutine(self._send_frame, lambda: self._proto.send(_Ping(payload=payload)), None)
 
     def close(self, code: int = NORMAL, reason: str = "") -> Coroutine:
         """Start the close handshake and wait (bounded) for the peer's close.
@@ -345,22 +359,50 @@ class WebSocket:
         """
         return Coroutine(self._close, code, reason)
 
-    # -- receiving --------------------------------------------------------------------
-    def _receive(self, timeout: float | None) -> Generator[Any, Any, Any]:
-        if self._receiving:
-            raise RuntimeError("another coroutine is already receiving on this WebSocket")
-        self._receiving = True
-        try:
-            deadline = None if timeout is None else _monotonic() + timeout
-            while True:
-                message = yield from self._next_message()
-                if message is not None:
-                    return message
-                yield from self._fill(deadline)
-        finally:
-            self._receiving = False
+    # -- receiving (called by _Receive.process) ----------------------------------------
+    def _receive_now(self) -> Any:
+        """A whole message if one can be had without waiting, else _MORE (wait for the socket)."""
+        while True:
+            message = self._next_message()
+            if message is not None:
+                return message
+            if self._raw:
+                self._feed()
+                continue
+            if self._drained:
+                # the last read took all there was: the next message has rarely
+                # come yet, so wait for it rather than make a recv that fails
+                # (a FIN that came with that data: the reactor says so at once)
+                self._drained = False
+                return _MORE
+            try:
+                data: bytes = self._sock.recv(65536)
+            except WOULD_BLOCK:
+                return _MORE
+            except ssl.SSLWantWriteError:
+                self._want_write = True
+                return _MORE
+            except OSError as exc:
+                self._lost(f"the connection was lost: {exc}")
+            if not data:
+                self._lost("the client went away without a close frame")
+            self._last_seen = _monotonic()
+            self._ping_sent = None
+            self._drained = len(data) < 65536 and not self._is_tls
+            self._raw = data
+            self._feed()
 
-    def _next_message(self) -> Generator[Any, Any, Any]:
+    def _feed(self) -> None:
+        """Give the parser the bytes read: a slice at a time when messages are compressed."""
+        raw = self._raw
+        if self.compressed and len(raw) > _INFLATE_SLICE:
+            self._raw = raw[_INFLATE_SLICE:]
+            raw = raw[:_INFLATE_SLICE]
+        else:
+            self._raw = b""
+        self._proto.receive_data(raw)
+
+    def _next_message(self) -> Any:
         """Handle the events parsed so far; a whole message, or None for more bytes."""
         if self.closed:
             raise ConnectionClosed(self.close_code or ABNORMAL, self.close_reason or "")
@@ -370,7 +412,7 @@ class WebSocket:
                 data = event.data
                 self._size += len(data) if isinstance(data, (bytes, bytearray)) else len(data.encode())
                 if self.max_message is not None and self._size > self.max_message:
-                    yield from self._fail(TOO_BIG, f"message over {self.max_message} bytes")
+                    self._fail(TOO_BIG, f"message over {self.max_message} bytes")
                 self._parts.append(data)
                 if event.message_finished:
                     parts, self._parts, self._size = self._parts, [], 0
@@ -378,183 +420,191 @@ class WebSocket:
                         return "".join(parts)
                     return b"".join(parts)
             elif isinstance(event, _Ping):
-                yield from self._write(proto.send(event.response()), None)
+                self._control(proto.send(event.response()))
             elif isinstance(event, _CloseConnection):
                 if proto.state is _REMOTE_CLOSING:
                     # the peer closed: answer with the same code (RFC 6455 §5.5.1)
-                    reply = event.response()
+                    self._control(proto.send(event.response()))
                     self._mark_closed(event.code, event.reason or "")
-                    yield from self._write(proto.send(reply), None, ignore_errors=True)
                     raise ConnectionClosed(event.code, event.reason or "")
                 if proto.state is _CLOSED:  # the answer to our close
-                    self._mark_closed(self.close_code or event.code, self.close_reason or "")
-                    raise ConnectionClosed(self.close_code or event.code, self.close_reason or "")
+                    code, reason = self.close_code or event.code, self.close_reason or ""
+                    self._mark_closed(code, reason)
+                    raise ConnectionClosed(code, reason)
                 # a protocol error found by the parser (1002, 1007, ...)
-                yield from self._fail(event.code, event.reason or "")
+                self._fail(event.code, event.reason or "")
         return None
 
-    def _fill(self, deadline: float | None) -> Generator[Any, Any, None]:
-        """Give the parser more bytes: a slice of what was read, else read the socket."""
-        if not self._raw:
-            self._raw = yield from self._recv(deadline)
-        raw = self._raw
-        if self.compressed and len(raw) > _INFLATE_SLICE:
-            self._raw = raw[_INFLATE_SLICE:]
-            raw = raw[:_INFLATE_SLICE]
-        else:
-            self._raw = b""
-        self._proto.receive_data(raw)
+    def _lost(self, why: str) -> None:
+        self._mark_closed(ABNORMAL, why)
+        raise ConnectionClosed(ABNORMAL, why)
 
-    def _recv(self, deadline: float | None) -> Generator[Any, Any, bytes]:
-        sock = self._conn.sock
-        if self._drained:
-            # the last read took all there was: the next message has rarely
-            # come yet, so wait for it rather than make a recv that fails
-            yield from self._wait_readable(deadline)
-        while True:
-            try:
-                data: bytes = sock.recv(65536)
-            except WOULD_BLOCK:
-                yield from self._wait_readable(deadline)
-                continue
-            except ssl.SSLWantWriteError:
-                yield self._rwait.wait(True, self._send_timeout)
-                continue
-            except OSError as exc:
-                self._mark_closed(ABNORMAL, f"the connection was lost: {exc}")
-                raise ConnectionClosed(ABNORMAL, f"the connection was lost: {exc}") from exc
-            if not data:
-                self._mark_closed(ABNORMAL, "the client went away without a close frame")
-                raise ConnectionClosed(ABNORMAL, "the client went away without a close frame")
-            self._last_seen = _monotonic()
-            self._ping_sent = None
-            self._drained = len(data) < 65536 and not isinstance(sock, ssl.SSLSocket)
-            return data
-
-    def _wait_readable(self, deadline: float | None) -> Generator[Any, Any, None]:
-        """Wait for data, pinging an idle client; OperationTimeout at ``deadline``."""
-        now = _monotonic()
-        waits = []
-        if deadline is not None:
-            waits.append(deadline - now)
-        if self._ping_sent is not None and self._ping_timeout is not None:
-            waits.append(self._ping_sent + self._ping_timeout - now)
-        elif self._ping_sent is None and self._ping_interval is not None:
-            waits.append(self._last_seen + self._ping_interval - now)
-        wait = max(0.0, min(waits)) if waits else None
-        try:
-            yield self._rwait.wait(False, wait)
-            return
-        except OperationTimeout:
-            now = _monotonic()
-            if deadline is not None and now >= deadline:
-                raise
-        if self._ping_sent is not None:
-            if self._ping_timeout is not None and now >= self._ping_sent + self._ping_timeout:
-                log.debug("WebSocket client did not answer a ping in %ss", self._ping_timeout)
-                self._mark_closed(ABNORMAL, "no answer to a ping")
-                self._conn_shutdown()
-                raise ConnectionClosed(ABNORMAL, "no answer to a ping")
-        elif self._ping_interval is not None and now >= self._last_seen + self._ping_interval:
-            self._ping_sent = now
-            yield from self._send_event("ping", b"cogen", None)
+    def _fail(self, code: int, reason: str) -> None:
+        """Close with ``code`` after a limit or protocol error; raises ConnectionClosed."""
+        log.debug("closing a WebSocket with %s: %s", code, reason)
+        if self._proto.state is _OPEN:
+            self.close_code, self.close_reason = code, reason
+            self._control(self._proto.send(_CloseConnection(code=code, reason=reason[:120])))
+        self._mark_closed(code, reason)
+        self._conn_shutdown()
+        raise ConnectionClosed(code, reason)
 
     # -- sending ----------------------------------------------------------------------
-    def _send_message(self, data: Any, timeout: float | None) -> Generator[Any, Any, None]:
-        if isinstance(data, str):
-            event: Any = _TextMessage(data=data)
-        elif isinstance(data, (bytes, bytearray, memoryview)):
-            event = _BytesMessage(data=bytes(data))
-        else:
-            raise TypeError(f"a WebSocket message is str or bytes, not {type(data).__name__}")
-        if self.closed or self._proto.state is not _OPEN:
-            raise ConnectionClosed(self.close_code or ABNORMAL, self.close_reason or "closing")
-        yield from self._write(self._proto.send(event), timeout)
+    def _control(self, data: bytes) -> None:
+        """Send a control frame now if the socket is free, else after the current writer."""
+        self._out += data
+        if not self._sending:
+            self._flush_control()
 
-    def _send_event(self, event: Any, payload: bytes | None,
-                    timeout: float | None) -> Generator[Any, Any, None]:
-        if event == "ping":
-            event = _Ping(payload=payload or b"")
-        if self.closed or self._proto.state is not _OPEN:
-            raise ConnectionClosed(self.close_code or ABNORMAL, self.close_reason or "closing")
-        yield from self._write(self._proto.send(event), timeout)
+    def _flush_control(self) -> None:
+        out = self._out
+        if not out:
+            return
+        try:
+            sent = self._sock.send(out)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        except OSError:
+            self._out = b""
+            return  # the receiver finds out at its next read
+        self._out = out[sent:]
 
-    def _write(self, data: bytes, timeout: float | None,
-               ignore_errors: bool = False) -> Generator[Any, Any, None]:
-        """Send frames, one writer at a time, waiting while the client does not read."""
+    def _try_send(self, frame: bytes) -> int:
+        """Send what the socket takes now (pending control frames first); bytes of ``frame`` left."""
+        data = self._out + frame if self._out else frame
+        self._out = b""
+        try:
+            sent = self._sock.send(data)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        except OSError as exc:
+            self._lost(f"send failed: {exc}")
+        left = len(data) - int(sent)
+        if left:
+            self._out = data[sent:]  # _write_rest sends it
+        return left
+
+    def _write_rest(self, timeout: float | None) -> Generator[Any, Any, None]:
+        """Send the bytes left in ``_out``; the caller took the socket (``_sending``)."""
+        try:
+            data, self._out = self._out, b""
+            yield from send_all(self._sock, self._wwait, data,
+                                timeout if timeout is not None else self._send_timeout)
+        except ClientDisconnected as exc:
+            self._lost(str(exc))
+        finally:
+            self._release()
+
+    def _send_frame(self, make: Callable[[], bytes], timeout: float | None,
+                    ignore_errors: bool = False) -> Generator[Any, Any, None]:
+        """Wait for the socket, then send the frame ``make()`` builds (in order, whole)."""
         while self._sending:
             me = _coroutines.current
             assert me is not None
             self._send_queue.append(me)
             yield PARKED
+        if self.closed or self._proto.state is not _OPEN:
+            if ignore_errors:
+                return
+            raise ConnectionClosed(self.close_code or ABNORMAL, self.close_reason or "closing")
         self._sending = True
         try:
-            sock = self._conn.sock
-            try:
-                sent = sock.send(data)
-            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                sent = 0
-            except OSError as exc:
-                raise ClientDisconnected(f"send failed: {exc}") from exc
-            if sent < len(data):
-                yield from send_all(sock, self._wwait, memoryview(data)[sent:],
-                                    timeout if timeout is not None else self._send_timeout)
-        except ClientDisconnected as exc:
-            self._mark_closed(ABNORMAL, str(exc))
+            left = self._try_send(make())
+        except ConnectionClosed:
+            self._release()
+            if ignore_errors:
+                return
+            raise
+        if not left:
+            self._release()
+            return
+        try:
+            yield from self._write_rest(timeout)
+        except ConnectionClosed:
             if not ignore_errors:
-                raise ConnectionClosed(ABNORMAL, str(exc)) from exc
-        finally:
-            self._sending = False
-            queue = self._send_queue
-            while queue:
-                waiting = queue.popleft()
-                if waiting.running:
-                    self._server.sched.resume(waiting, None)
-                    break
+                raise
+
+    def _release(self) -> None:
+        """Let go of the socket: pending control frames go out, the next writer goes on."""
+        self._sending = False
+        if self._out:
+            self._flush_control()
+        queue = self._send_queue
+        while queue:
+            waiting = queue.popleft()
+            if waiting.running:
+                self._sched.resume(waiting, None)
+                break
+
+    # -- pings ------------------------------------------------------------------------
+    def _ping_tick(self) -> None:
+        """From a timer: ping a client that has been quiet while a receive waits; drop a dead one."""
+        self._ping_timer = None
+        if self.closed:
+            return
+        now = _monotonic()
+        interval = self._ping_interval or 1.0
+        if self._ping_sent is not None and self._ping_timeout is not None:
+            due = self._ping_sent + self._ping_timeout
+            if now >= due:
+                log.debug("WebSocket client did not answer a ping in %ss", self._ping_timeout)
+                self._mark_closed(ABNORMAL, "no answer to a ping")
+                self._conn_shutdown()  # wakes the receiver: its next read fails
+                self._wake_receiver()
+                return
+            delay = due - now
+        elif self._receiver is not None and now >= self._last_seen + interval:
+            # only while a receive waits: else nobody would read the pong
+            if not self._sending and self._proto.state is _OPEN:
+                self._control(self._proto.send(_Ping(payload=b"cogen")))
+                self._ping_sent = now
+            delay = self._ping_timeout or interval
+        else:
+            delay = max(0.001, self._last_seen + interval - now) if self._receiver is not None else interval
+        self._ping_timer = self._sched.call_later(delay, self._ping_tick)
+
+    def _wake_receiver(self) -> None:
+        receiver = self._receiver
+        if receiver is not None:
+            self._receiver = None
+            self._sched.cancel(receiver, ConnectionClosed(ABNORMAL, self.close_reason or ""))
 
     # -- closing ----------------------------------------------------------------------
     def _close(self, code: int, reason: str) -> Generator[Any, Any, None]:
         if self._proto.state is _OPEN:
             self.close_code, self.close_reason = code, reason
-            yield from self._write(self._proto.send(_CloseConnection(code=code, reason=reason)), None,
-                                   ignore_errors=True)
+            yield from self._send_frame(
+                lambda: self._proto.send(_CloseConnection(code=code, reason=reason)), None,
+                ignore_errors=True)
         yield from self._await_close()
 
     def _await_close(self) -> Generator[Any, Any, None]:
         """Read (and drop) messages until the peer's close frame, at most close_timeout."""
-        if self.closed or self._receiving:
+        if self.closed or self._receiver is not None:
             return
         deadline = _monotonic() + self._close_timeout
         self._ping_interval = None
         try:
             while not self.closed:
-                yield from self._receive(max(0.0, deadline - _monotonic()))
+                yield _Receive(self, max(0.0, deadline - _monotonic()))
         except (ConnectionClosed, OperationTimeout):
             pass
         if not self.closed:
             self._mark_closed(self.close_code or ABNORMAL, self.close_reason or "")
-
-    def _fail(self, code: int, reason: str) -> Generator[Any, Any, None]:
-        """Close with ``code`` after a limit or protocol error; raises ConnectionClosed."""
-        log.debug("closing a WebSocket with %s: %s", code, reason)
-        if self._proto.state is _OPEN:
-            self.close_code, self.close_reason = code, reason
-            yield from self._write(self._proto.send(_CloseConnection(code=code, reason=reason[:120])),
-                                   None, ignore_errors=True)
-        self._mark_closed(code, reason)
-        self._conn_shutdown()
-        raise ConnectionClosed(code, reason)
 
     def _mark_closed(self, code: int, reason: str) -> None:
         if not self.closed:
             self.closed = True
             self.close_code, self.close_reason = code, reason
             self._server._websockets.discard(self)
+            if self._ping_timer is not None:
+                self._sched.cancel_call(self._ping_timer)
+                self._ping_timer = None
 
     def _conn_shutdown(self) -> None:
         import socket
         try:
-            self._conn.sock.shutdown(socket.SHUT_RDWR)
+            self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 
@@ -573,12 +623,92 @@ class WebSocket:
             return
         self.close_code, self.close_reason = GOING_AWAY, "the server is stopping"
         try:
-            yield from self._write(self._proto.send(_CloseConnection(code=GOING_AWAY,
-                                                                    reason="the server is stopping")),
-                                   None, ignore_errors=True)
-        except (OperationTimeout, ConnectionClosed):
+            yield from self._send_frame(
+                lambda: self._proto.send(_CloseConnection(code=GOING_AWAY, reason="the server is stopping")),
+                None, ignore_errors=True)
+        except OperationTimeout:
             pass
 
     def __repr__(self) -> str:
         state = f"closed {self.close_code}" if self.closed else "open"
         return f"<WebSocket {state} subprotocol={self.subprotocol!r}>"
+
+
+_MORE = object()
+
+
+class _Receive(TimedOperation):
+    """``ws.receive()``: a message now if there is one, else park until the socket is readable."""
+
+    __slots__ = ("ws",)
+
+    def __init__(self, ws: WebSocket, timeout: float | None) -> None:
+        TimedOperation.__init__(self, timeout)
+        self.ws = ws
+
+    def process(self, sched: Any, coro: Any) -> Any:
+        ws = self.ws
+        if ws._receiver is not None and ws._receiver is not coro:
+            raise RuntimeError("another coroutine is already receiving on this WebSocket")
+        ws._receiver = coro
+        try:
+            result = ws._receive_now()
+        except BaseException:
+            ws._receiver = None
+            raise
+        if result is _MORE:
+            if ws._want_write:
+                ws._want_write = False
+                sched.wait_writable(ws._fd, ws._sock, self, coro)
+            else:
+                sched.wait_readable(ws._fd, ws._sock, self, coro)
+            return PENDING
+        ws._receiver = None
+        return result
+
+    def cleanup(self, sched: Any, coro: Any) -> None:
+        """Timed out (or withdrawn): no longer the receiver."""
+        if self.ws._receiver is coro:
+            self.ws._receiver = None
+
+    def __repr__(self) -> str:
+        return f"<WebSocket.receive of {self.ws!r}>"
+
+
+class _Send(TimedOperation):
+    """``ws.send(data)``: done at once when the socket takes the frame, else the rest waits."""
+
+    __slots__ = ("data", "send_timeout", "ws")
+
+    def __init__(self, ws: WebSocket, data: Any, timeout: float | None) -> None:
+        TimedOperation.__init__(self, None)
+        if isinstance(data, str):
+            self.data: Any = _TextMessage(data=data)
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            self.data = _BytesMessage(data=bytes(data))
+        else:
+            raise TypeError(f"a WebSocket message is str or bytes, not {type(data).__name__}")
+        self.ws = ws
+        self.send_timeout = timeout
+
+    def process(self, sched: Any, coro: Any) -> Any:
+        ws = self.ws
+        if ws.closed or ws._proto.state is not _OPEN:
+            raise ConnectionClosed(ws.close_code or ABNORMAL, ws.close_reason or "closing")
+        event = self.data
+        if ws._sending:  # another writer holds the socket: wait for it in a coroutine
+            return Coroutine(ws._send_frame, lambda: ws._proto.send(event),
+                             self.send_timeout).process(sched, coro)
+        ws._sending = True
+        try:
+            left = ws._try_send(ws._proto.send(event))
+        except BaseException:
+            ws._release()
+            raise
+        if not left:
+            ws._release()
+            return None
+        return Coroutine(ws._write_rest, self.send_timeout).process(sched, coro)
+
+    def __repr__(self) -> str:
+        return f"<WebSocket.send to {self.ws!r}>"

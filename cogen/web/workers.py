@@ -27,6 +27,22 @@ pending (a restart backoff, the kill deadline of a stop).
   listening sockets (new connections are then refused) and lets its
   requests in flight finish; after ``grace`` seconds the rest get
   SIGKILL. A second SIGTERM/SIGINT kills them at once.
+- Heartbeats (:mod:`cogen.web._heartbeat`): each worker's watchdog thread
+  writes a file in a private directory while the worker's loop runs. A
+  worker whose last beat is older than ``--timeout`` is stuck (in a CPU loop,
+  a blocking call): the master logs one error naming the request it serves
+  and kills it (SIGKILL); it is replaced as any dead worker.
+- ``--max-requests N`` (plus a random ``0..--max-requests-jitter``, drawn
+  per worker): a worker that served that many requests says so in its
+  heartbeat and stops gracefully; the master starts its replacement at once.
+- ``--reload`` (development): each worker lists the app's module files it
+  loaded (those under the current directory and the app's package) in the
+  heartbeat directory; once a second the master compares their mtimes, and
+  on a change replaces the workers as on SIGHUP, so new code that fails to
+  import (a syntax error) leaves the old workers serving, with the error
+  logged. The listening sockets stay open throughout.
+- SIGUSR1: the master reopens its log files and sends SIGUSR1 to every
+  worker, which reopens its own (logrotate).
 - SIGHUP: the workers are replaced one by one: start a new worker, wait until
   it reports it serves, then stop an old one gracefully. If a new worker
   cannot start (the new code is broken), the reload is abandoned and the old
@@ -35,8 +51,9 @@ pending (a restart backoff, the kill deadline of a stop).
 Workers block the master's signals across ``fork`` and reset them before
 unblocking: SIGTERM stops the worker gracefully, SIGINT and SIGHUP are
 ignored (the master handles them, and a terminal's Ctrl-C reaches the whole
-process group). A worker also stops gracefully when the master dies: it
-watches a pipe whose only writer is the master and sees EOF.
+process group); SIGUSR1 is ignored until the worker's loop handles it. A
+worker also stops gracefully when the master dies: it watches a pipe whose
+only writer is the master and sees EOF.
 
 Log lines carry the process id (see :func:`cogen.web.cli.configure_logging`).
 """
@@ -45,15 +62,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 import selectors
+import shutil
 import signal
 import socket
 import stat
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cogen.web._heartbeat import (
+    Heartbeat,
+    ModuleFiles,
+    app_module_files,
+    make_directory,
+    read_heartbeats,
+    write_module_files,
+)
 from cogen.web.cli import UsageError, load_app
 from cogen.web.options import resolve_options
 
@@ -62,10 +89,12 @@ __all__ = ["Master", "run_master"]
 log = logging.getLogger("cogen.web.workers")
 
 #: Signals the master handles; blocked across fork so a child never runs its handlers.
-_MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+_MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
 #: A worker dying sooner than this after its start counts as a failure (backoff).
 _QUICK_DEATH = 1.0
 _MAX_BACKOFF = 10.0
+#: --reload: seconds between two looks at the module files' mtimes.
+_RELOAD_SCAN = 1.0
 
 
 @dataclasses.dataclass
@@ -79,10 +108,12 @@ class _Worker:
     status: bytes = b""
     is_ready: bool = False
     is_stopping: bool = False
+    is_timed_out: bool = False
 
 
 def run_master(app_spec: str, call: bool, binds: Sequence[Any], options: dict[str, Any],
-               workers: int, grace: float = 30.0) -> int:
+               workers: int, grace: float = 30.0,
+               settings: Mapping[str, Any] | None = None) -> int:
     """Serve ``app_spec`` from ``workers`` processes until SIGTERM/SIGINT; returns the exit status.
 
     Args:
@@ -93,6 +124,8 @@ def run_master(app_spec: str, call: bool, binds: Sequence[Any], options: dict[st
         options: server options (:mod:`cogen.web.options`) for every worker's servers.
         workers: how many worker processes (1 or more).
         grace: seconds requests in flight may take to finish on a stop.
+        settings: the command's settings (:data:`cogen.web.options.COMMAND_OPTIONS`):
+            the watchdog's threshold, the stats path.
     Returns:
         0 after a stop, 1 if the workers could not start for a run-time reason.
     Raises:
@@ -102,20 +135,26 @@ def run_master(app_spec: str, call: bool, binds: Sequence[Any], options: dict[st
     if not hasattr(os, "fork"):
         raise UsageError("several workers need os.fork, which this platform lacks; "
                          "use one worker")
-    return Master(app_spec, call, binds, options, workers, grace).run()
+    return Master(app_spec, call, binds, options, workers, grace, settings).run()
 
 
 class Master:
     """The prefork master: see the module docstring. Use :func:`run_master`."""
 
     def __init__(self, app_spec: str, call: bool, binds: Sequence[Any], options: dict[str, Any],
-                 workers: int, grace: float) -> None:
+                 workers: int, grace: float, settings: Mapping[str, Any] | None = None) -> None:
         self.app_spec = app_spec
         self.call = call
         self.binds = list(binds)
         self.options = dict(options)
         self.count = workers
         self.grace = grace
+        self.settings = dict(settings or {})
+        self._beat_dir: str | None = None
+        self._timeout: float = self.settings.get("timeout") or 0.0
+        self._next_check = 0.0
+        self._modules: ModuleFiles | None = None
+        self._next_scan = 0.0
         self.sockets: list[socket.socket] = []
         self.workers: dict[int, _Worker] = {}
         self._signals: list[int] = []
@@ -135,11 +174,23 @@ class Master:
     def run(self) -> int:
         """Bind, fork, supervise until stopped; returns the exit status."""
         self._bind()
+        pidfile = None
+        if self.settings.get("pid"):
+            from cogen.web._procman import PidFile, ProcessError
+            pidfile = PidFile(self.settings["pid"])
+            try:
+                pidfile.write()
+            except ProcessError as exc:
+                self._close_sockets()
+                raise UsageError(str(exc)) from None
         self._wake_r, self._wake_w = os.pipe()
         self._alive_r, self._alive_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._beat_dir = make_directory()
+        if self.settings.get("reload"):
+            self._modules = ModuleFiles(self._beat_dir)
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         old_handlers = {sig: signal.signal(sig, self._on_signal) for sig in _MASTER_SIGNALS}
         try:
@@ -154,6 +205,9 @@ class Master:
             for fd in (self._wake_r, self._wake_w, self._alive_r, self._alive_w):
                 os.close(fd)
             self._close_sockets()
+            shutil.rmtree(self._beat_dir, ignore_errors=True)
+            if pidfile is not None:
+                pidfile.remove()
         if self._fatal is not None:
             raise self._fatal
         log.info("stopped")
@@ -173,7 +227,9 @@ class Master:
 
     def _close_sockets(self) -> None:
         for sock in self.sockets:
-            if sock.fileno() >= 0 and sock.family == socket.AF_UNIX:
+            # a socket we were handed (systemd's) is not ours to unlink
+            if sock.fileno() >= 0 and sock.family == socket.AF_UNIX and not any(
+                    bind is sock for bind in self.binds):
                 path = sock.getsockname()
                 try:
                     if path and stat.S_ISSOCK(os.stat(path).st_mode):
@@ -201,6 +257,8 @@ class Master:
                     self._kill_at = None
             else:
                 self._check_booted()
+                self._check_heartbeats()
+                self._check_modules()
                 self._advance_reload()
                 self._maintain()
             self._wait()
@@ -211,8 +269,13 @@ class Master:
         if self._is_stopping:
             if self._kill_at is not None:
                 deadlines.append(self._kill_at)
-        elif self._spawn_after > now:
-            deadlines.append(self._spawn_after)
+        else:
+            if self._spawn_after > now:
+                deadlines.append(self._spawn_after)
+            if self._timeout or self.settings.get("max_requests"):
+                deadlines.append(self._next_check)
+            if self._modules is not None:
+                deadlines.append(self._next_scan)
         timeout = max(0.0, min(deadlines) - now) if deadlines else None
         for key, _events in self._selector.select(timeout):
             if key.fd == self._wake_r:
@@ -236,6 +299,10 @@ class Master:
             self._stop()
         elif signum == signal.SIGHUP and not self._is_stopping:
             self._begin_reload()
+        elif signum == signal.SIGUSR1:
+            from cogen.web.cli import reopen_logs
+            reopen_logs()
+            self._kill_all(signal.SIGUSR1)
 
     def _stop(self) -> None:
         self._is_stopping = True
@@ -260,6 +327,51 @@ class Master:
         except ProcessLookupError:
             pass
 
+    # -- heartbeats -----------------------------------------------------------------
+    def _check_heartbeats(self) -> None:
+        """Kill the workers stuck past --timeout; replace the retiring ones early."""
+        now = time.monotonic()
+        if self._beat_dir is None or now < self._next_check:
+            return
+        self._next_check = now + min(1.0, (self._timeout or 4.0) / 4)
+        records = read_heartbeats(self._beat_dir)
+        for worker in list(self.workers.values()):
+            if worker.is_stopping or worker.is_timed_out:
+                continue
+            record = records.get(worker.pid, {})
+            if record.get("retiring"):
+                # stopping by itself (--max-requests): start its replacement now
+                worker.is_stopping = True
+                log.info("worker %d reached --max-requests: stopping it gracefully", worker.pid)
+                continue
+            last = max(worker.started, float(record.get("beat") or 0.0))
+            if self._timeout and now - last > self._timeout:
+                blocked = record.get("blocked")
+                log.error("worker %d timed out: its event loop has not run for %.1f s "
+                          "(--timeout %g)%s; killing it and starting a new one", worker.pid,
+                          now - last, self._timeout,
+                          f", blocked in {blocked}" if blocked else "")
+                worker.is_timed_out = True
+                self._kill(worker, signal.SIGKILL)
+
+    def _check_modules(self) -> None:
+        """--reload: replace the workers when a module file they loaded changed."""
+        now = time.monotonic()
+        if self._modules is None or now < self._next_scan:
+            return
+        self._next_scan = now + _RELOAD_SCAN
+        changed = self._modules.changed()
+        if changed and self._is_booted:
+            shown = ", ".join(os.path.relpath(path) for path in changed[:3])
+            log.info("reload: %s changed", shown + (" and more" if len(changed) > 3 else ""))
+            self._begin_reload("a module changed")
+
+    def _request_limit(self) -> int:
+        """This new worker's --max-requests, with its jitter (0: no limit)."""
+        limit = int(self.settings.get("max_requests") or 0)
+        jitter = int(self.settings.get("max_requests_jitter") or 0)
+        return limit + random.randint(0, jitter) if limit else 0
+
     # -- workers --------------------------------------------------------------------
     def _maintain(self) -> None:
         """Start workers until ``count`` are running (not counting those stopping)."""
@@ -283,6 +395,8 @@ class Master:
     def _spawn(self) -> int | None:
         """Fork one worker; returns its pid (None if fork failed: retried after 1 s)."""
         status_r, status_w = os.pipe()
+        self._child_settings = dict(self.settings, heartbeat_dir=self._beat_dir,
+                                    request_limit=self._request_limit())
         signal.pthread_sigmask(signal.SIG_BLOCK, _MASTER_SIGNALS)
         try:
             pid = os.fork()
@@ -345,6 +459,12 @@ class Master:
                 return
             worker = self.workers.pop(pid, None)
             if worker is not None:
+                if self._beat_dir is not None:
+                    for name in (f"{pid}.json", f"{pid}.json.tmp", f"{pid}.modules"):
+                        try:
+                            os.unlink(os.path.join(self._beat_dir, name))
+                        except OSError:
+                            pass
                 self._read_status(worker)
                 if worker.status_fd is not None:
                     self._selector.unregister(worker.status_fd)
@@ -358,6 +478,14 @@ class Master:
             return  # the one line that matters is the fatal error
         if self._is_stopping or worker.is_stopping and worker.is_ready:
             log.info("worker %d exited (%s)", worker.pid, how)
+            return
+        if worker.is_timed_out:
+            self._failures = 0
+            return  # the error line said it all
+        if worker.is_ready and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            # only --max-requests makes a worker end by itself
+            log.info("worker %d retired after --max-requests; starting a new one", worker.pid)
+            self._failures = 0
             return
         now = time.monotonic()
         if not worker.is_ready:
@@ -391,12 +519,12 @@ class Master:
             self._failures = 0
 
     # -- reload ---------------------------------------------------------------------
-    def _begin_reload(self) -> None:
+    def _begin_reload(self, why: str = "received SIGHUP") -> None:
         self._generation += 1
         self._to_replace = [w.pid for w in self.workers.values()
                             if not w.is_stopping and w.generation < self._generation]
         self._reload_new = None
-        log.info("received SIGHUP: replacing %d worker(s) one by one", len(self._to_replace))
+        log.info("%s: replacing %d worker(s) one by one", why, len(self._to_replace))
 
     def _advance_reload(self) -> None:
         if self._reload_new is not None:
@@ -424,7 +552,7 @@ class Master:
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
-        for sig in (signal.SIGINT, signal.SIGHUP):
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             signal.signal(sig, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _MASTER_SIGNALS)
         self._selector.close()
@@ -437,28 +565,58 @@ class Master:
         except UsageError as exc:
             status.send(f"E{exc}", exc.details)
             return 2
+        settings = dict(self._child_settings, reload_roots=_app_roots(self.app_spec))
         try:
             return _serve_worker(app, self.sockets, self.options, self.grace, self._alive_r,
-                                 status, self.count)
+                                 status, settings, self.count)
         except Exception as exc:
             status.send(f"E{type(exc).__name__}: {exc}")
             raise
 
 
 def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str, Any],
-                  grace: float, alive_fd: int, status: _StatusPipe, workers: int = 2) -> int:
+                  grace: float, alive_fd: int, status: _StatusPipe,
+                  settings: Mapping[str, Any], workers: int = 2) -> int:
     """Serve ``app`` on the inherited sockets until SIGTERM or the master's death."""
     from cogen.core.broker import LocalOnlyWarning
     from cogen.core.schedulers import Scheduler
     from cogen.core.signals import ParentWatch, SignalPipe
     from cogen.web._broker import close_broker_after
+    from cogen.web.cli import stats_document, with_stats
+    from cogen.web.health import ProcessHealth
     from cogen.web.wsgi import WSGIServer
     # Without a broker, the first Signal warns that it reaches this worker only.
     sched = Scheduler(broker=options.get("broker") or LocalOnlyWarning(workers))
+    beat_dir: str | None = settings.get("heartbeat_dir")
+    limit: int = settings.get("request_limit") or 0
+    heartbeat = (Heartbeat(beat_dir, lambda: health.figures(),
+                           min(1.0, (settings.get("timeout") or 4.0) / 4))
+                 if beat_dir else None)
+
+    def on_served() -> None:
+        served = sum(srv.requests_served for srv in servers)
+        if served >= limit and heartbeat is not None and not heartbeat.is_retiring:
+            heartbeat.retire()
+            stop(f"served {served} requests (--max-requests)")
+
+    def all_figures() -> dict[str, Any]:
+        mine = health.figures()
+        others = [record["figures"] for pid, record in
+                  sorted(read_heartbeats(beat_dir).items() if beat_dir else ())
+                  if pid != mine["pid"] and isinstance(record.get("figures"), dict)]
+        return stats_document([mine, *others])
+
+    health = ProcessHealth(sched, (), settings.get("blocked_loop_warning", 0.1),
+                           on_healthy=heartbeat.beat if heartbeat else None,
+                           on_blocked=heartbeat.blocked if heartbeat else None)
+    app = with_stats(app, settings.get("stats_path"), all_figures)
     servers = [WSGIServer(sock, app, sched, **options) for sock in sockets]
+    health.servers = servers
     for srv in servers:
+        if limit:
+            srv.on_request_served = on_served
         # Several processes serve this app: PEP 3333's wsgi.multiprocess.
-        srv._base_environ["wsgi.multiprocess"] = True
+        srv._base_environ["wsgi.multiprocess"] = workers > 1
         srv.start()
     stopping = False
 
@@ -474,12 +632,21 @@ def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str,
             srv.shutdown(grace)
         close_broker_after(sched, servers)
 
-    signals = SignalPipe(sched, {signal.SIGTERM: lambda signum: stop("received SIGTERM")})
+    from cogen.web.cli import reopen_logs
+    signals = SignalPipe(sched, {signal.SIGTERM: lambda signum: stop("received SIGTERM"),
+                                 signal.SIGUSR1: reopen_logs})
     parent = ParentWatch(sched, alive_fd, lambda: stop("the master process is gone"))
+    if settings.get("reload") and beat_dir:
+        # before "R": a change after the worker said it serves is a change
+        write_module_files(beat_dir, app_module_files(settings.get("reload_roots") or ()))
     status.send("R")
+    health.start()
     try:
         sched.run()
     finally:
+        health.stop()
+        if heartbeat is not None:
+            heartbeat.remove()
         signals.close()
         parent.close()
         sched.close()
@@ -505,6 +672,16 @@ class _StatusPipe:
             pass
         finally:
             os.close(fd)
+
+
+def _app_roots(app_spec: str) -> list[str]:
+    """Where --reload looks for the app's files: the current directory and the app's package."""
+    roots = [os.getcwd()]
+    top = sys.modules.get(app_spec.partition(":")[0].split(".")[0])
+    path = getattr(top, "__file__", None)
+    if path:
+        roots.append(os.path.dirname(os.path.abspath(path)))
+    return roots
 
 
 def _how_it_ended(status: int) -> str:

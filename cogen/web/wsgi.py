@@ -171,8 +171,8 @@ def parse_bind(bind: Any) -> tuple[int, Any]:
 class _Conn:
     """What one connection coroutine shares with its helpers."""
 
-    __slots__ = ("accepted", "buf", "cancelled", "coro", "drained", "fd", "fresh", "idle", "linger",
-                 "op", "send_timeout", "sock", "waiter", "watcher")
+    __slots__ = ("accepted", "buf", "cancelled", "coro", "drained", "fd", "fresh", "head", "idle",
+                 "linger", "op", "peer", "send_timeout", "sock", "waiter", "watcher")
 
     def __init__(self, sock: Any, send_timeout: float | None) -> None:
         self.sock = sock
@@ -195,6 +195,10 @@ class _Conn:
         #: (see Response._wait), and whether _force_close withdrew it
         self.op: Any = None
         self.cancelled = False
+        #: the head of the request being served (None between requests) and
+        #: the peer, for the blocked-loop watchdog and the figures
+        self.head: Any = None
+        self.peer: tuple[str, str] = ("", "")
 
     def recv_more(self, timeout: float | None) -> Generator[Any, Any, None]:
         """Append at least one more received byte to ``buf``; ClientDisconnected at EOF."""
@@ -259,6 +263,7 @@ class WSGIServer:
         self.address = self.socket.getsockname()
         self.url_prefix = (opts["url_prefix"] or "").rstrip("/")
         self.threads = opts["threads"]
+        self.thread_affinity = opts["thread_affinity"]
         self.stream_input = opts["stream_input"] or is_streaming_input(app)
         self.access_log_enabled = opts["access_log"]
         # environ['cogen'] is not a str under an undotted key, which
@@ -268,6 +273,11 @@ class WSGIServer:
                           else not _wraps_validator(app))
         self._pool: Any = None
         self._conns: dict[int, _Conn] = {}
+        #: requests answered since the start (all connections)
+        self.requests_served = 0
+        #: called (as loop code) after each request, if set: the prefork
+        #: workers count towards --max-requests with it
+        self.on_request_served: Callable[[], Any] | None = None
         #: the open WebSockets, told 1001 (going away) by shutdown()
         self._websockets: set[Any] = set()
         #: True once shutdown() began: responses then say Connection: close
@@ -369,6 +379,35 @@ class WSGIServer:
     def connections(self) -> int:
         """How many client connections are open."""
         return len(self._conns)
+
+    def figures(self) -> dict[str, int]:
+        """This server's live counts, by name; safe to call from another thread.
+
+        ``connections`` open, ``requests_active`` being served,
+        ``requests_parked`` (of those, the ones whose app waits on a cogen
+        operation) and ``requests_served`` since the start.
+        """
+        conns = list(self._conns.values())
+        return {"connections": len(conns),
+                "requests_active": sum(conn.head is not None for conn in conns),
+                "requests_parked": sum(conn.op is not None for conn in conns),
+                "requests_served": self.requests_served}
+
+    def describe_coroutine(self, coro: Any) -> tuple[object, str] | None:
+        """The request ``coro`` serves, as (head, ``'GET /path from host:port'``), or None.
+
+        A :data:`cogen.core.watchdog.Describer`; safe to call from another
+        thread while the loop is blocked.
+        """
+        root = getattr(coro, "_root", coro)
+        for conn in list(self._conns.values()):
+            if conn.coro is root or conn.coro is coro:
+                head, (host, port) = conn.head, conn.peer
+                peer = f"{host}:{port}" if port else (host or "a unix socket client")
+                if head is None:
+                    return conn, f"the connection from {peer} (between requests)"
+                return head, f"the request {head.method} {head.target} from {peer}"
+        return None
 
     @coroutine
     def serve(self) -> Generator[Any, Any, None]:
@@ -685,6 +724,7 @@ class WSGIServer:
             peer = (addr[0], str(addr[1]))
         else:
             peer = ("", "")
+        conn.peer = peer
         recv = conn.sock.recv
         waiter = conn.waiter
         is_tls = isinstance(conn.sock, ssl.SSLSocket)
@@ -768,8 +808,12 @@ class WSGIServer:
                 return
             if not in_context:
                 yield None  # a pipelined request: step into its context first
+            conn.head = head
             keep_open = yield from self._request(conn, head, peer)
-            head = None
+            self.requests_served += 1
+            if self.on_request_served is not None:
+                self.on_request_served()
+            head = conn.head = None
             if not keep_open:
                 # (during a stop every response says Connection: close,
                 # so the connection ends here unless its head was sent

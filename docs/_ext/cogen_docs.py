@@ -2,7 +2,7 @@
 
 ``.. cogen-options::``
     The server options table, built from :data:`cogen.web.options.OPTIONS`
-    at build time, so the docs cannot drift from the code: one table per
+    (and the command's, :data:`cogen.web.options.COMMAND_OPTIONS`) at build time, so the docs cannot drift from the code: one table per
     option group, with the keyword (also the PasteDeploy key), the
     ``cogen-web`` flag, the default and the help text.
 
@@ -39,6 +39,8 @@ _GROUP_TITLES = {
     "logging": "Logging",
     "tls": "TLS",
     "compat": "Compatibility with the original cogen",
+    "command": "The cogen-web command (settings, not WSGIServer keywords)",
+    "process": "Process management (cogen-web)",
 }
 
 
@@ -80,9 +82,9 @@ def _escape(text: str) -> str:
 
 def options_rst() -> list[str]:
     """The rst of the option tables."""
-    from cogen.web.options import OPTIONS
+    from cogen.web.options import COMMAND_OPTIONS, OPTIONS
     groups: dict[str, list[Any]] = {}
-    for opt in OPTIONS:
+    for opt in OPTIONS + COMMAND_OPTIONS:
         groups.setdefault(opt.group, []).append(opt)
     lines: list[str] = []
     for group, opts in groups.items():
@@ -93,6 +95,8 @@ def options_rst() -> list[str]:
         for opt in opts:
             metavar = f" {opt.metavar}" if opt.metavar else ""
             flag = f"``{opt.cli}{metavar}``" if opt.cli else "no flag"
+            if opt.name == "app":
+                flag = "the argument"
             lines += [f"   * - ``{opt.name}``", f"     - {flag}",
                       f"     - {format_default(opt)}", f"     - {_escape(opt.help)}"]
         lines.append("")

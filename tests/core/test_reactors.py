@@ -295,3 +295,48 @@ def test_an_edge_that_came_while_nobody_waited_is_given_to_the_next_reader(
         a.close()
         b.close()
         reactor.close()
+
+
+def test_a_reader_that_parks_after_taking_the_data_still_sees_the_peers_fin(sched: Any) -> None:
+    """Data and the peer's FIN reported together: the next wait for the same descriptor ends at once."""
+    import socket as _socket
+
+    from cogen.core.coroutines import coroutine as _coroutine
+    from cogen.core.events import Operation as _Operation
+    from cogen.core.util import PENDING as _PENDING
+
+    class Readable(_Operation):
+        def __init__(self, sock: Any) -> None:
+            self.prio = -1
+            self.sock = sock
+            self.armed = False
+
+        def process(self, sched: Any, coro: Any) -> Any:
+            if self.armed:
+                return True
+            self.armed = True
+            sched.wait_readable(self.sock.fileno(), self.sock, self, coro)
+            return _PENDING
+
+    a, b = _socket.socketpair()
+    a.setblocking(False)
+    got: list[bytes] = []
+
+    @_coroutine
+    def reader() -> Any:
+        yield Readable(a)
+        got.append(a.recv(100))  # the data; the FIN is still there
+        yield Readable(a)        # parks: must be told at once
+        got.append(a.recv(100))
+
+    sched.add(reader)
+    sched.run_once(0)            # parked on the first wait
+    b.sendall(b"x")
+    b.shutdown(_socket.SHUT_WR)  # data and FIN before the next poll
+    for _ in range(20):
+        if len(got) == 2:
+            break
+        sched.run_once(0.05)
+    a.close()
+    b.close()
+    assert got == [b"x", b""]

@@ -42,11 +42,13 @@ def subprocess_env(*paths: Any) -> dict[str, str]:
 class ServerProcess:
     """A server subprocess whose stderr lines are collected as they come."""
 
-    def __init__(self, args: Sequence[str], cwd: Any, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: Sequence[str], cwd: Any, env: dict[str, str] | None = None,
+                 pass_fds: Sequence[int] = ()) -> None:
         self.args = list(args)
         self.proc = subprocess.Popen(self.args, cwd=str(cwd), env=env or subprocess_env(),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                     pass_fds=tuple(pass_fds))
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self._eof = False

@@ -6,6 +6,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -175,4 +176,45 @@ def test_long_poll_clients_that_close_are_noticed(gunicorn: StartServer, tmp_pat
         sock.close()
     proc.wait_count(r"\bclosed\b", 50)
     assert get(port, "/signal") == (200, b"0")
+    # the worker may not have seen the close of that last request's
+    # connection yet (or be writing its heartbeat file): allow it a moment
+    deadline = time.monotonic() + WAIT
+    while len(os.listdir(f"/proc/{worker}/fd")) > before and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert len(os.listdir(f"/proc/{worker}/fd")) <= before
+
+
+BLOCKING_APP = '''\
+import time
+
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/block":
+        time.sleep(0.4)  # blocks the event loop
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"done"]
+'''
+
+
+def test_the_blocked_loop_watchdog_runs_in_the_worker(gunicorn: StartServer,
+                                                      tmp_path: Path) -> None:
+    write_app(tmp_path, source=BLOCKING_APP)
+    proc = gunicorn()
+    port = listening_port(proc)
+    assert get(port, "/") == (200, b"done")
+    assert get(port, "/block") == (200, b"done")
+    line = proc.wait_for(r"blocked loop: the request GET /block from 127\.0\.0\.1:")
+    start = proc.lines.index(line.string)
+    assert "time.sleep(0.4)  # blocks the event loop" in "\n".join(proc.lines[start:start + 60])
+    assert len([text for text in proc.lines if "blocked loop" in text]) == 1
+
+
+def test_the_watchdog_in_the_worker_can_be_turned_off(gunicorn: StartServer,
+                                                      tmp_path: Path) -> None:
+    write_app(tmp_path, source=BLOCKING_APP)
+    proc = gunicorn("--env", "COGEN_WEB_BLOCKED_LOOP_WARNING=off")
+    port = listening_port(proc)
+    assert get(port, "/block") == (200, b"done")
+    proc.signal(signal.SIGTERM)
+    proc.wait()
+    assert not [text for text in proc.lines if "blocked loop" in text]

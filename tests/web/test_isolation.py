@@ -265,3 +265,36 @@ def test_responses_beyond_the_pool_size_wait_for_a_thread_and_all_complete(live_
             lambda n: requests.get(f"{live.url}/?id=x{n}", timeout=CLIENT_TIMEOUT).content, range(6)))
     assert bodies == [lines(f"x{n}") for n in range(6)]
     assert most == 2  # queued for one of the two threads, none refused
+
+
+# -- thread_affinity=False: any thread per step, the context still the response's own -----
+@pytest.mark.parametrize("path", ["/stream", "/stream?op=1"], ids=["no-op", "gate-op"])
+def test_without_thread_affinity_flask_keeps_its_context(live_server: Any, path: str) -> None:
+    live = live_server(flask_app(), threads=4, thread_affinity=False)
+    assert hammer(live.url, path, lines) == []
+
+
+def test_without_thread_affinity_a_parked_request_holds_no_thread(live_server: Any) -> None:
+    parked = threading.Semaphore(0)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        request_var.set(environ["QUERY_STRING"])
+        parked.release()
+        yield environ["cogen"].core.events.WaitForSignal("go", timeout=CLIENT_TIMEOUT)
+        yield f"{request_var.get()}".encode()
+
+    live = live_server(app, threads=2, thread_affinity=False)
+    with ThreadPoolExecutor(10) as pool:
+        futures = [pool.submit(requests.get, f"{live.url}/?n{n}", timeout=CLIENT_TIMEOUT)
+                   for n in range(10)]
+        for _ in range(10):
+            assert parked.acquire(timeout=CLIENT_TIMEOUT)
+        # wakes them once all ten wait at once, on two threads
+        live.call(lambda: live.sched.add(_go))
+        assert sorted(f.result().text for f in futures) == sorted(f"n{n}" for n in range(10))
+
+
+def _go() -> Iterator[Any]:
+    from cogen.core.events import Signal
+    yield Signal("go", recipients=10, timeout=CLIENT_TIMEOUT)

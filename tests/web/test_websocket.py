@@ -444,3 +444,47 @@ def test_a_thousand_concurrent_websockets_each_echo_ten_messages(live_server: An
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert sum(results) == 10_000
+
+
+def test_random_bytes_after_the_upgrade_never_hurt_the_server(live_server: Any) -> None:
+    """Fuzz: garbage, truncated and oversized frames, then a close, end that WebSocket only, at once."""
+    import random
+    rng = random.Random(1234)
+    outcomes: queue.Queue[Any] = queue.Queue()
+    live = live_server(gate_echo_app(outcomes), websocket_max_message=4096,
+                       websocket_close_timeout=0.2)
+    shapes = [
+        lambda: os.urandom(rng.randrange(1, 300)),
+        lambda: frame(rng.choice([0x0, 0x1, 0x2, 0x8, 0x9, 0xA, 0x3, 0xB]), os.urandom(rng.randrange(0, 200)),
+                      fin=rng.random() < 0.7),
+        lambda: frame(0x2, os.urandom(rng.randrange(0, 100))),  # a valid message: echoed
+        lambda: frame(0x1, os.urandom(rng.randrange(0, 50)))[:rng.randrange(1, 10)],
+        lambda: bytes([0x82, 0xFF]) + struct.pack("!Q", rng.randrange(1 << 40, 1 << 62)) + b"\0\0\0\0",
+    ]
+    for _ in range(60):
+        sock = raw_upgrade(live)
+        try:
+            sock.sendall(b"".join(rng.choice(shapes)() for _ in range(rng.randrange(1, 4))))
+        except OSError:
+            pass  # the server closed first
+        sock.close()
+    # each ended with the connection (a data + FIN in one read included), well
+    # before the app's receive timeout, and the server still echoes
+    for _ in range(60):
+        assert isinstance(outcomes.get(timeout=T / 2), ConnectionClosed)
+    with connect(ws_url(live), open_timeout=T) as ws:
+        ws.send("still here")
+        assert ws.recv(T) == "still here"
+
+
+def test_with_threads_served_websockets_do_not_hold_the_apps_threads(live_server: Any) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        return environ["cogen"].websocket.serve(gen_handler)
+
+    live = live_server(app, threads=2)
+    from contextlib import ExitStack
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(connect(ws_url(live), open_timeout=T)) for _ in range(6)]
+        for n, ws in enumerate(sockets):  # all six open at once, on two threads
+            ws.send(f"socket {n}")
+        assert [ws.recv(T) for ws in sockets] == [f"socket {n}"[::-1] for n in range(6)]

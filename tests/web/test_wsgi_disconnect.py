@@ -148,3 +148,34 @@ def test_the_grace_period_ending_while_watched_logs_no_error(
     assert client.read_all() == b""
     assert app.closed == 1
     assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+def test_a_client_that_half_closes_after_a_keep_alive_request_is_closed_at_once(live_server: Any) -> None:
+    """The request and the client's FIN arrive together: the connection is not held until the
+    keep-alive timeout (an edge-triggered reactor reports them in one event)."""
+    import socket
+    import time
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    live = live_server(app, keepalive_timeout=30)
+    sock = socket.create_connection((live.host, live.port), timeout=10)
+    sock.sendall(get("/one"))
+    got = b""
+    while not got.endswith(b"ok"):
+        got += sock.recv(4096)
+    live.call(lambda: None)  # the server is parked waiting for the next request
+    sock.sendall(get("/two"))
+    sock.shutdown(socket.SHUT_WR)
+    started = time.monotonic()
+    rest = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        rest += chunk
+    sock.close()
+    assert rest.startswith(b"HTTP/1.1 200 ") and rest.endswith(b"ok")
+    assert time.monotonic() - started < 5, "the half-closed connection was held"
