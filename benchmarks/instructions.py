@@ -19,6 +19,11 @@ Start-up (interpreter, imports, bind) costs the same at any request count,
 so the server runs twice, with the two counts of ``--requests``, and the
 figure is the difference in ``Ir`` divided by the difference in requests.
 Prints one line: ``Ir/request: N`` (and each run's total).
+
+``--core`` counts the core programs of :mod:`benchmarks.core` the same way
+(``Sleep(0)`` switches, Signal ping-pong round trips, spawned coroutines,
+each run at the two counts of ``--iterations``): ``Ir/iteration`` for each,
+the scheduler's fast path measured without the machine's noise.
 """
 from __future__ import annotations
 
@@ -88,14 +93,24 @@ def server(count: int, python: str) -> None:
         raise SystemExit("the client failed")
 
 
-def _count(requests: int, python: str) -> int:
-    """Run the server under callgrind for ``requests`` requests; returns its total Ir."""
+#: The programs of benchmarks.core that --core counts.
+CORE_PROGRAMS = ("cogen_sleep0", "cogen_pingpong", "cogen_pingpong_ops_once", "cogen_spawn")
+
+
+def core_program(name: str, count: int) -> None:
+    """Run one program of :mod:`benchmarks.core` for ``count`` iterations."""
+    from benchmarks import core
+    getattr(core, name)(count, None)
+
+
+def _count(requests: int, python: str, role: tuple[str, ...] = ("server",)) -> int:
+    """Run ``role`` (the server, by default) under callgrind for ``requests``; returns its total Ir."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
         # a fixed hash seed: randomised str hashes change dict probing, hence the count
         env = dict(os.environ, PYTHONHASHSEED="0")
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                        python, "-m", "benchmarks.instructions", "server",
+                        python, "-m", "benchmarks.instructions", *role,
                         "--requests", str(requests)],
                        cwd=_ROOT, check=True, stderr=subprocess.DEVNULL, env=env)
         with open(out, encoding="ascii", errors="replace") as f:
@@ -109,10 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the measurement (or one of its two halves)."""
     parser = argparse.ArgumentParser(prog="python3 -m benchmarks.instructions",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("role", nargs="?", default="measure", choices=["measure", "server", "client"],
-                        help=argparse.SUPPRESS)
+    parser.add_argument("role", nargs="?", default="measure",
+                        choices=["measure", "server", "client", "core"], help=argparse.SUPPRESS)
+    parser.add_argument("program", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--requests", default="200,1200",
                         help="two request counts, LOW,HIGH (default 200,1200)")
+    parser.add_argument("--core", action="store_true",
+                        help="count the core programs of benchmarks.core instead")
+    parser.add_argument("--iterations", default="10000,60000",
+                        help="with --core: two iteration counts, LOW,HIGH (default 10000,60000)")
     parser.add_argument("--python", default=sys.executable, help="interpreter to measure")
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -122,15 +142,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "server":
         server(int(args.requests), args.python)
         return 0
+    if args.role == "core":
+        if args.program not in CORE_PROGRAMS:
+            parser.error(f"unknown core program {args.program!r}")
+        core_program(args.program, int(args.requests))
+        return 0
+    option, counts = ("--iterations", args.iterations) if args.core else ("--requests", args.requests)
     try:
-        low, high = (int(n) for n in args.requests.split(","))
+        low, high = (int(n) for n in counts.split(","))
     except ValueError:
-        parser.error(f"--requests wants LOW,HIGH, got {args.requests!r}")
+        parser.error(f"{option} wants LOW,HIGH, got {counts!r}")
     if not 0 < low < high:
-        parser.error(f"--requests wants 0 < LOW < HIGH, got {args.requests!r}")
+        parser.error(f"{option} wants 0 < LOW < HIGH, got {counts!r}")
     if shutil.which("valgrind") is None:
         print("valgrind is not on PATH", file=sys.stderr)
         return 2
+    if args.core:
+        for name in CORE_PROGRAMS:
+            ir_low = _count(low, args.python, ("core", name))
+            ir_high = _count(high, args.python, ("core", name))
+            print(f"{name}: Ir/iteration: {(ir_high - ir_low) / (high - low):.0f}")
+        return 0
     ir_low = _count(low, args.python)
     ir_high = _count(high, args.python)
     print(f"Ir total: {ir_low} ({low} requests), {ir_high} ({high} requests)")
