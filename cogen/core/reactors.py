@@ -260,6 +260,13 @@ class PollReactor(Reactor):
         self._masks.clear()
 
 
+#: epoll's event bits for readable, writable and hung up (or failed).
+_EPOLL_BITS = ((select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR | select.EPOLLPRI,
+                select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR,
+                select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR)
+               if hasattr(select, "epoll") else (0, 0, 0))
+
+
 class EpollReactor(Reactor):
     """Linux epoll, edge-triggered, one registration per descriptor."""
 
@@ -328,9 +335,7 @@ class EpollReactor(Reactor):
         readers = self.readers
         writers = self.writers
         unclaimed = self._unclaimed
-        rbits = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR | select.EPOLLPRI
-        wbits = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
-        hupbits = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
+        rbits, wbits, hupbits = _EPOLL_BITS  # (one load: poll runs once per loop iteration)
         for fd, ev in events:
             if ev & rbits:
                 waiter = readers.pop(fd, None)
