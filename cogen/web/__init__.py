@@ -6,9 +6,7 @@ that also runs the program's own coroutines.
 """
 from __future__ import annotations
 
-import logging
 import signal
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -19,25 +17,18 @@ def serve(app: Callable[..., Any], host: str = "127.0.0.1", port: int = 8080,
           **options: Any) -> None:
     """Serve ``app`` on ``host:port`` until SIGTERM/SIGINT (or the server is shut down).
 
+    The first SIGTERM/SIGINT (caught in the main thread only) stops
+    accepting and lets requests in flight finish; a second one acts at once.
+
     ``options`` are the server options of :mod:`cogen.web.options`, plus
     ``bind=`` to give an address in another form (``'unix:/path'``,
     ``'[::1]:8080'``) and ``grace=`` seconds for the graceful shutdown.
     """
-    from cogen.core.schedulers import Scheduler
-    from cogen.web.wsgi import WSGIServer
+    from cogen.web.runner import Runner
     grace = options.pop("grace", 30.0)
     bind = options.pop("bind", None) or ((host, port))
-    sched = Scheduler()
-    server = WSGIServer(bind, app, sched, **options)
-    server.start()
-    from cogen.web.cli import describe
-    logging.getLogger("cogen.web").info("listening on %s", describe(server))
-    if threading.current_thread() is threading.main_thread():
-        def stop(signum: int, frame: Any) -> None:
-            sched.call_soon_threadsafe(server.shutdown, grace)
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-    sched.run()
+    runner = Runner(app, [bind], options, grace=grace)
+    runner.run(signals={signal.SIGTERM: runner.on_signal, signal.SIGINT: runner.on_signal})
 
 
 def __getattr__(name: str) -> Any:

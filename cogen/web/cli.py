@@ -33,6 +33,7 @@ from cogen.web.options import (
     as_list,
     as_proxy_headers,
 )
+from cogen.web.runner import describe, reopen_logs
 
 __all__ = [
     "UsageError",
@@ -293,13 +294,6 @@ def configure_logging(level: str, error_logfile: str | None = None,
     access.propagate = False
 
 
-def reopen_logs(signum: int = 0) -> None:
-    """Reopen the log files (the SIGUSR1 handler, as loop code), and say so in the log."""
-    from cogen.web._procman import reopen_log_files
-    count = reopen_log_files()
-    log.info("received SIGUSR1: reopened %d log file(s)", count)
-
-
 def raise_open_file_limit() -> int | None:
     """Raise the soft limit of open files to the hard limit; returns the new soft limit.
 
@@ -367,27 +361,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def listen_all(binds: Sequence[Any], app: Callable[..., Any], sched: Any,
-               options: dict[str, Any]) -> list[Any]:
-    """One WSGIServer per address (a bind string or a listening socket).
-
-    Raises UsageError (closing what was opened) when an address is invalid
-    or cannot be bound.
-    """
-    from cogen.web.wsgi import WSGIServer
-    servers: list[Any] = []
-    for bind in binds:
-        try:
-            servers.append(WSGIServer(bind, app, sched, **options))
-        except (ValueError, TypeError, OSError) as exc:
-            for srv in servers:
-                srv.socket.close()
-            if isinstance(exc, ssl.SSLError):
-                raise UsageError(f"cannot load the TLS certificate: {exc}") from None
-            if isinstance(exc, OSError):
-                raise UsageError(f"cannot listen on {bind}: {exc.strerror or exc}") from None
-            raise UsageError(str(exc)) from None
-    return servers
+def _listen_error(bind: Any, exc: BaseException) -> UsageError:
+    """The one line for an address that cannot be used (see :data:`cogen.web.runner.ListenError`)."""
+    if isinstance(exc, ssl.SSLError):
+        return UsageError(f"cannot load the TLS certificate: {exc}")
+    if isinstance(exc, OSError):
+        return UsageError(f"cannot listen on {bind}: {exc.strerror or exc}")
+    return UsageError(str(exc))
 
 
 def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any],
@@ -400,53 +380,32 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
     watchdog's threshold and the stats path are taken from them. The first
     SIGTERM/SIGINT stops accepting and lets requests in flight finish for
     ``grace`` seconds; a second one acts at once (the default handlers are
-    back). Raises UsageError if an address cannot be bound.
+    back). SIGUSR1 reopens the log files. Raises UsageError if an address
+    cannot be bound or the pid file cannot be written.
     """
-    from cogen.core.schedulers import Scheduler
-    from cogen.core.signals import SignalPipe
-    from cogen.web._broker import close_broker_after
-    from cogen.web.health import ProcessHealth
+    from cogen.web.runner import Runner
     settings = settings or {}
-    sched = Scheduler(broker=options.get("broker"))
-    health = ProcessHealth(sched, (), settings.get("blocked_loop_warning", 0.1))
-    app = with_stats(app, settings.get("stats_path"), lambda: stats_document([health.figures()]))
-    servers = listen_all(list(sockets) if sockets else list(binds), app, sched, options)
-    health.servers = servers
-    pidfile = _write_pid(settings, servers)
-
-    def stop(signum: int) -> None:
-        log.info("received %s, shutting down gracefully", signal.Signals(signum).name)
-        signals.close()
-        for srv in servers:
-            srv.shutdown(grace)
-        close_broker_after(sched, servers)
-
-    # Handlers first: whoever reads "listening on" may signal at once.
-    signals = SignalPipe(sched, {signal.SIGTERM: stop, signal.SIGINT: stop,
-                                 signal.SIGUSR1: reopen_logs})
-    for srv in servers:
-        log.info("listening on %s", describe(srv))
-        srv.start()
-    health.start()
+    runner = Runner(app, list(sockets) if sockets else list(binds), options, grace=grace,
+                    blocked_loop_warning=settings.get("blocked_loop_warning", 0.1),
+                    stats_path=settings.get("stats_path"), listen_error=_listen_error)
+    pidfile = _write_pid(settings, runner)
     try:
-        sched.run()
+        runner.run(signals={signal.SIGTERM: runner.on_signal, signal.SIGINT: runner.on_signal,
+                            signal.SIGUSR1: reopen_logs})
     except Exception:
         log.exception("the server failed")
         return 1
     finally:
-        health.stop()
-        signals.close()
-        sched.close()
         if pidfile is not None:
             pidfile.remove()
     log.info("stopped")
     return 0
 
 
-def _write_pid(settings: Mapping[str, Any], servers: Sequence[Any]) -> Any:
+def _write_pid(settings: Mapping[str, Any], runner: Any) -> Any:
     """Write ``settings['pid']`` if set; returns the PidFile (None if not set).
 
-    On failure closes ``servers``' sockets and raises UsageError.
+    On failure closes the runner's sockets and raises UsageError.
     """
     path = settings.get("pid")
     if not path:
@@ -456,37 +415,9 @@ def _write_pid(settings: Mapping[str, Any], servers: Sequence[Any]) -> Any:
     try:
         pidfile.write()
     except ProcessError as exc:
-        for srv in servers:
-            srv.socket.close()
+        runner.close()
         raise UsageError(str(exc)) from None
     return pidfile
-
-
-def with_stats(app: Callable[..., Any], path: str | None,
-               figures: Callable[[], dict[str, Any]]) -> Callable[..., Any]:
-    """``app`` behind a :class:`~cogen.web.health.StatsMiddleware` on ``path`` (if set)."""
-    if not path:
-        return app
-    from cogen.web.health import StatsMiddleware
-    return StatsMiddleware(app, path, figures)
-
-
-def stats_document(workers: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The JSON of the stats route: each worker's figures and their totals."""
-    keys = ("connections", "requests_active", "requests_parked", "requests_served",
-            "blocked_loop_events")
-    total = {key: sum(int(w.get(key, 0)) for w in workers) for key in keys}
-    return {"workers": list(workers), "total": total}
-
-
-def describe(server: Any) -> str:
-    """A server's address as a URL-ish string (with the real port)."""
-    addr = server.address
-    scheme = "https" if server.ssl_context else "http"
-    if isinstance(addr, str):
-        return f"unix:{addr}"
-    host = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
-    return f"{scheme}://{host}:{addr[1]}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -102,67 +102,51 @@ class CogenWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
     alive: bool
     nr: int
     max_requests: int
-    _sched: Any
-    _servers: list[Any]
+    _runner: Any
     _is_stopping: bool
     _is_recycled: bool
+    _interval: float
+    _last_notify: float
 
     def run(self) -> None:
         """The worker's main loop: serve until ``self.alive`` goes false, then drain."""
-        from cogen.core.schedulers import Scheduler
-        from cogen.web.health import ProcessHealth
-        from cogen.web.wsgi import WSGIServer
-        self._route_logs()
         from cogen.core.broker import LocalOnlyWarning
-        options = server_options(self.cfg)
-        # Without a broker, the first Signal of a worker of several warns that it stays there.
+        from cogen.web.runner import Runner
+        self._route_logs()
+        # Without a broker, the first Signal of a worker of several warns that it stays there;
+        # gunicorn runs this app in several processes (PEP 3333's wsgi.multiprocess).
         many = self.cfg.workers > 1
-        sched = self._sched = Scheduler(broker=options.get("broker") or
-                                        (LocalOnlyWarning(self.cfg.workers) if many else None))
-        app = self._counting(self.wsgi)
-        self._servers = [WSGIServer(listener.sock, app, sched, **options)
-                         for listener in self.sockets]
-        for srv in self._servers:
-            # gunicorn runs this app in several processes (PEP 3333).
-            srv._base_environ["wsgi.multiprocess"] = self.cfg.workers > 1
-            srv.start()
-        health = ProcessHealth(sched, self._servers, _blocked_threshold())
         self._is_stopping = False
         self._is_recycled = False
-        sched.add(self._watch_wakeup_pipe)
-        interval = self.timeout / 2 if self.timeout else 10.0
-        last_notify = 0.0
-        health.start()
-        try:
-            while True:
-                now = time.monotonic()
-                if now - last_notify >= interval:
-                    self.notify()
-                    last_notify = now
-                if self.alive and self.ppid != os.getppid():
-                    self.log.info("Parent changed, shutting down: %s", self)
-                    self.alive = False
-                if not self.alive and not self._is_stopping:
-                    self._stop()
-                if not sched.has_work():
-                    break
-                sched.run_once(interval)
-        finally:
-            health.stop()
-            sched.close()
+        runner = self._runner = Runner(
+            self._counting(self.wsgi), [listener.sock for listener in self.sockets],
+            server_options(self.cfg), grace=self.cfg.graceful_timeout,
+            fallback_broker=LocalOnlyWarning(self.cfg.workers) if many else None,
+            blocked_loop_warning=_blocked_threshold(), multiprocess=many, announce=False)
+        runner.sched.add(self._watch_wakeup_pipe)
+        self._interval = self.timeout / 2 if self.timeout else 10.0
+        self._last_notify = 0.0
+        runner.run(tick=self._tick, interval=self._interval)
+
+    def _tick(self) -> None:
+        """Between two loop steps: notify the arbiter, see whether to stop."""
+        now = time.monotonic()
+        if now - self._last_notify >= self._interval:
+            self.notify()
+            self._last_notify = now
+        if self.alive and self.ppid != os.getppid():
+            self.log.info("Parent changed, shutting down: %s", self)
+            self.alive = False
+        if not self.alive and not self._is_stopping:
+            self._stop()
 
     def _stop(self) -> None:
         """Stop accepting; requests in flight may finish for the graceful timeout."""
         self._is_stopping = True
-        sched = self._sched
-        fd = self.PIPE[0]
-        sched.forget_fd(fd, _Stopped())
-        for srv in self._servers:
-            # recycled after max_requests, the arbiter and the other workers
-            # go on accepting: what the kernel queued is theirs
-            srv.shutdown(self.cfg.graceful_timeout, serve_queued=not self._is_recycled)
-        from cogen.web._broker import close_broker_after
-        close_broker_after(sched, self._servers)
+        self._runner.sched.forget_fd(self.PIPE[0], _Stopped())
+        # recycled after max_requests, the arbiter and the other workers
+        # go on accepting: what the kernel queued is theirs
+        self._runner.stop(serve_queued=not self._is_recycled)
 
     def _watch_wakeup_pipe(self) -> Generator[Any, Any, None]:
         """Drain gunicorn's signal wake-up pipe; the loop then sees ``self.alive``."""
@@ -187,7 +171,7 @@ class CogenWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
                 self.log.info("Autorestarting worker after current request.")
                 self._is_recycled = True
                 self.alive = False
-                self._sched.call_soon_threadsafe(_noop)  # wake the loop to see it
+                self._runner.sched.call_soon_threadsafe(_noop)  # wake the loop to see it
             result: Iterable[Any] = app(environ, start_response)
             return result
 

@@ -71,6 +71,7 @@ class PasteServer:
         options: the converted server options.
         grace: seconds requests in flight may take to finish on a stop.
         servers: the :class:`~cogen.web.wsgi.WSGIServer` objects, once serving.
+        sched: their :class:`~cogen.core.schedulers.Scheduler`, once serving (else None).
         ready: a ``threading.Event`` set once every address is listening
             (so a test can run the server in a thread and read
             :attr:`addresses`).
@@ -82,8 +83,8 @@ class PasteServer:
         self.grace = grace
         self.servers: list[Any] = []
         self.ready = threading.Event()
-        self._sched: Any = None
-        self._signals: Any = None
+        self.sched: Any = None
+        self._runner: Any = None
         self._stop_requested = False
 
     @property
@@ -96,58 +97,26 @@ class PasteServer:
 
         Raises OSError if an address cannot be bound (nothing is left open).
         """
-        from cogen.core.schedulers import Scheduler
-        from cogen.core.signals import SignalPipe
-        from cogen.web.cli import describe
-        from cogen.web.wsgi import WSGIServer
-        sched = Scheduler(broker=self.options.get("broker"))
-        try:
-            for bind in self.binds:
-                self.servers.append(WSGIServer(bind, app, sched, **self.options))
-        except BaseException:
-            for srv in self.servers:
-                srv.socket.close()
-            self.servers = []
-            sched.close()
-            raise
-        signals: SignalPipe | None = None
+        from cogen.web.runner import Runner
+        runner = Runner(app, self.binds, self.options, grace=self.grace)
+        self.servers = runner.servers
 
-        def stop(signum: int) -> None:
-            log.info("received %s, shutting down gracefully", signal.Signals(signum).name)
-            self._stop()
+        def ready() -> None:
+            self._runner = runner
+            self.sched = runner.sched
+            self.ready.set()
+            if self._stop_requested:
+                runner.sched.call_soon_threadsafe(runner.stop)
 
-        if threading.current_thread() is threading.main_thread():
-            signals = self._signals = SignalPipe(sched, {signal.SIGTERM: stop,
-                                                         signal.SIGINT: stop})
-        for srv in self.servers:
-            log.info("listening on %s", describe(srv))
-            srv.start()
-        self._sched = sched
-        self.ready.set()
-        if self._stop_requested:
-            sched.call_soon_threadsafe(self._stop)
-        try:
-            sched.run()
-        finally:
-            if signals is not None:
-                signals.close()
-            sched.close()
+        runner.run(signals={signal.SIGTERM: runner.on_signal, signal.SIGINT: runner.on_signal},
+                   on_ready=ready)
         log.info("stopped")
-
-    def _stop(self) -> None:
-        if self._signals is not None:
-            self._signals.close()
-        for srv in self.servers:
-            srv.shutdown(self.grace)
-        if self._sched is not None:
-            from cogen.web._broker import close_broker_after
-            close_broker_after(self._sched, self.servers)
 
     def shutdown(self) -> None:
         """Stop gracefully, from any thread; the call serving the app then returns."""
         self._stop_requested = True
-        if self._sched is not None:
-            self._sched.call_soon_threadsafe(self._stop)
+        if self._runner is not None:
+            self._runner.sched.call_soon_threadsafe(self._runner.stop)
 
 
 def _listen_binds(value: Any) -> list[str]:

@@ -300,7 +300,7 @@ class Master:
         elif signum == signal.SIGHUP and not self._is_stopping:
             self._begin_reload()
         elif signum == signal.SIGUSR1:
-            from cogen.web.cli import reopen_logs
+            from cogen.web.runner import reopen_logs
             reopen_logs()
             self._kill_all(signal.SIGUSR1)
 
@@ -579,77 +579,40 @@ def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str,
                   settings: Mapping[str, Any], workers: int = 2) -> int:
     """Serve ``app`` on the inherited sockets until SIGTERM or the master's death."""
     from cogen.core.broker import LocalOnlyWarning
-    from cogen.core.schedulers import Scheduler
-    from cogen.core.signals import ParentWatch, SignalPipe
-    from cogen.web._broker import close_broker_after
-    from cogen.web.cli import stats_document, with_stats
-    from cogen.web.health import ProcessHealth
-    from cogen.web.wsgi import WSGIServer
-    # Without a broker, the first Signal warns that it reaches this worker only.
-    sched = Scheduler(broker=options.get("broker") or LocalOnlyWarning(workers))
+    from cogen.web.runner import Runner, reopen_logs
     beat_dir: str | None = settings.get("heartbeat_dir")
     limit: int = settings.get("request_limit") or 0
-    heartbeat = (Heartbeat(beat_dir, lambda: health.figures(),
+    heartbeat = (Heartbeat(beat_dir, lambda: runner.health.figures(),
                            min(1.0, (settings.get("timeout") or 4.0) / 4))
                  if beat_dir else None)
 
     def on_served() -> None:
-        served = sum(srv.requests_served for srv in servers)
+        served = sum(srv.requests_served for srv in runner.servers)
         if served >= limit and heartbeat is not None and not heartbeat.is_retiring:
             heartbeat.retire()
-            stop(f"served {served} requests (--max-requests)")
+            runner.stop(f"served {served} requests (--max-requests)")
 
-    def all_figures() -> dict[str, Any]:
-        mine = health.figures()
-        others = [record["figures"] for pid, record in
-                  sorted(read_heartbeats(beat_dir).items() if beat_dir else ())
-                  if pid != mine["pid"] and isinstance(record.get("figures"), dict)]
-        return stats_document([mine, *others])
+    def peer_figures(pid: int) -> list[dict[str, Any]]:
+        return [record["figures"] for other, record in
+                sorted(read_heartbeats(beat_dir).items() if beat_dir else ())
+                if other != pid and isinstance(record.get("figures"), dict)]
 
-    health = ProcessHealth(sched, (), settings.get("blocked_loop_warning", 0.1),
-                           on_healthy=heartbeat.beat if heartbeat else None,
-                           on_blocked=heartbeat.blocked if heartbeat else None)
-    app = with_stats(app, settings.get("stats_path"), all_figures)
-    servers = [WSGIServer(sock, app, sched, **options) for sock in sockets]
-    health.servers = servers
-    for srv in servers:
-        if limit:
-            srv.on_request_served = on_served
-        # Several processes serve this app: PEP 3333's wsgi.multiprocess.
-        srv._base_environ["wsgi.multiprocess"] = workers > 1
-        srv.start()
-    stopping = False
+    def ready() -> None:
+        if settings.get("reload") and beat_dir:
+            # before "R": a change after the worker said it serves is a change
+            write_module_files(beat_dir, app_module_files(settings.get("reload_roots") or ()))
+        status.send("R")
 
-    def stop(reason: str) -> None:
-        nonlocal stopping
-        if stopping:
-            return
-        stopping = True
-        log.info("%s: shutting down gracefully", reason)
-        signals.close()
-        parent.close()
-        for srv in servers:
-            srv.shutdown(grace)
-        close_broker_after(sched, servers)
-
-    from cogen.web.cli import reopen_logs
-    signals = SignalPipe(sched, {signal.SIGTERM: lambda signum: stop("received SIGTERM"),
-                                 signal.SIGUSR1: reopen_logs})
-    parent = ParentWatch(sched, alive_fd, lambda: stop("the master process is gone"))
-    if settings.get("reload") and beat_dir:
-        # before "R": a change after the worker said it serves is a change
-        write_module_files(beat_dir, app_module_files(settings.get("reload_roots") or ()))
-    status.send("R")
-    health.start()
-    try:
-        sched.run()
-    finally:
-        health.stop()
-        if heartbeat is not None:
-            heartbeat.remove()
-        signals.close()
-        parent.close()
-        sched.close()
+    # Without a broker, the first Signal warns that it reaches this worker only.
+    # Several processes serve this app: PEP 3333's wsgi.multiprocess.
+    runner = Runner(app, sockets, options, grace=grace, fallback_broker=LocalOnlyWarning(workers),
+                    blocked_loop_warning=settings.get("blocked_loop_warning", 0.1),
+                    stats_path=settings.get("stats_path"), peer_figures=peer_figures,
+                    heartbeat=heartbeat, multiprocess=workers > 1,
+                    on_request_served=on_served if limit else None, logger=log,
+                    stop_line="%s: shutting down gracefully", announce=False)
+    runner.run(signals={signal.SIGTERM: runner.on_signal, signal.SIGUSR1: reopen_logs},
+               parent_fd=alive_fd, on_ready=ready)
     return 0
 
 

@@ -134,7 +134,7 @@ def test_paste_server_with_a_broker_returns_after_shutdown(redis_server: RedisSe
     thread = threading.Thread(target=server, args=(app,), daemon=True)
     thread.start()
     assert server.ready.wait(10)
-    assert server._sched is not None and isinstance(server._sched.broker, RedisBroker)
+    assert server.sched is not None and isinstance(server.sched.broker, RedisBroker)
     server.shutdown()
     thread.join(10)
     assert not thread.is_alive()
