@@ -224,7 +224,7 @@ def app_factory(global_conf: Mapping[str, Any] | None = None, app: str | None = 
     the attribute (a factory without arguments) to get the app. Raises
     PasteConfigError when the key is missing or the app does not load.
     """
-    from cogen.web.cli import UsageError, load_app
+    from cogen.web.loader import UsageError, load_app
     if not app:
         raise PasteConfigError("missing option 'app': want app = module:attribute")
     here = (global_conf or {}).get("here")

@@ -93,8 +93,8 @@ class Runner:
         self.log = logger
         self.stop_line = stop_line
         self.announce = announce
-        self.is_stopping = False
         self.sched = Scheduler(broker=options.get("broker") or fallback_broker)
+        self.is_stopping = False
         self.health = ProcessHealth(self.sched, (), blocked_loop_warning,
                                     on_healthy=heartbeat.beat if heartbeat else None,
                                     on_blocked=heartbeat.blocked if heartbeat else None)

@@ -59,6 +59,7 @@ Log lines carry the process id (see :func:`cogen.web.cli.configure_logging`).
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import logging
 import os
@@ -73,23 +74,20 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cogen.web._child import MASTER_SIGNALS, worker_main
 from cogen.web._heartbeat import (
-    Heartbeat,
     ModuleFiles,
-    app_module_files,
     make_directory,
     read_heartbeats,
-    write_module_files,
 )
-from cogen.web.cli import UsageError, load_app
+from cogen.web.loader import UsageError
 from cogen.web.options import resolve_options
+from cogen.web.runner import describe, reopen_logs
 
 __all__ = ["Master", "run_master"]
 
 log = logging.getLogger("cogen.web.workers")
 
-#: Signals the master handles; blocked across fork so a child never runs its handlers.
-_MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
 #: A worker dying sooner than this after its start counts as a failure (backoff).
 _QUICK_DEATH = 1.0
 _MAX_BACKOFF = 10.0
@@ -118,7 +116,7 @@ def run_master(app_spec: str, call: bool, binds: Sequence[Any], options: dict[st
 
     Args:
         app_spec: ``module:attribute``, imported by each worker (see
-            :func:`cogen.web.cli.load_app`).
+            :func:`cogen.web.loader.load_app`).
         call: the attribute is a factory to call.
         binds: addresses (``'host:port'``, ``'[::1]:port'``, ``'unix:/path'``).
         options: server options (:mod:`cogen.web.options`) for every worker's servers.
@@ -138,182 +136,41 @@ def run_master(app_spec: str, call: bool, binds: Sequence[Any], options: dict[st
     return Master(app_spec, call, binds, options, workers, grace, settings).run()
 
 
-class Master:
-    """The prefork master: see the module docstring. Use :func:`run_master`."""
+class _Replacing(abc.ABC):
+    """The master's worker table and when a worker is replaced: dead, stuck, retired, reloaded.
 
-    def __init__(self, app_spec: str, call: bool, binds: Sequence[Any], options: dict[str, Any],
-                 workers: int, grace: float, settings: Mapping[str, Any] | None = None) -> None:
-        self.app_spec = app_spec
-        self.call = call
-        self.binds = list(binds)
-        self.options = dict(options)
-        self.count = workers
-        self.grace = grace
-        self.settings = dict(settings or {})
+    :class:`Master` forks (:meth:`_spawn`) and stops (:meth:`_stop`); this
+    half reads the workers' status pipes and heartbeats, reaps them, and
+    decides what follows each one's end (a replacement, a backoff, the end
+    of a reload, a fatal error).
+    """
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.settings = dict(settings)
+        self.workers: dict[int, _Worker] = {}
+        self._selector = selectors.DefaultSelector()
         self._beat_dir: str | None = None
         self._timeout: float = self.settings.get("timeout") or 0.0
         self._next_check = 0.0
         self._modules: ModuleFiles | None = None
         self._next_scan = 0.0
-        self.sockets: list[socket.socket] = []
-        self.workers: dict[int, _Worker] = {}
-        self._signals: list[int] = []
         self._generation = 0
         self._is_booted = False
         self._is_stopping = False
-        self._kill_at: float | None = None
         self._failures = 0
         self._spawn_after = 0.0
         self._to_replace: list[int] = []
         self._reload_new: int | None = None
         self._fatal: BaseException | None = None
         self._status = 0
-        self._selector = selectors.DefaultSelector()
 
-    # -- the master's life ----------------------------------------------------------
-    def run(self) -> int:
-        """Bind, fork, supervise until stopped; returns the exit status."""
-        self._bind()
-        pidfile = None
-        if self.settings.get("pid"):
-            from cogen.web._procman import PidFile, ProcessError
-            pidfile = PidFile(self.settings["pid"])
-            try:
-                pidfile.write()
-            except ProcessError as exc:
-                self._close_sockets()
-                raise UsageError(str(exc)) from None
-        self._wake_r, self._wake_w = os.pipe()
-        self._alive_r, self._alive_w = os.pipe()
-        for fd in (self._wake_r, self._wake_w):
-            os.set_blocking(fd, False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ)
-        self._beat_dir = make_directory()
-        if self.settings.get("reload"):
-            self._modules = ModuleFiles(self._beat_dir)
-        old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        old_handlers = {sig: signal.signal(sig, self._on_signal) for sig in _MASTER_SIGNALS}
-        try:
-            self._loop()
-        finally:
-            self._kill_all(signal.SIGKILL)
-            self._reap(block=True)
-            for sig, old in old_handlers.items():
-                signal.signal(sig, old if old is not None else signal.SIG_DFL)
-            signal.set_wakeup_fd(old_wakeup)
-            self._selector.close()
-            for fd in (self._wake_r, self._wake_w, self._alive_r, self._alive_w):
-                os.close(fd)
-            self._close_sockets()
-            shutil.rmtree(self._beat_dir, ignore_errors=True)
-            if pidfile is not None:
-                pidfile.remove()
-        if self._fatal is not None:
-            raise self._fatal
-        log.info("stopped")
-        return self._status
+    @abc.abstractmethod
+    def _spawn(self) -> int | None:
+        """Fork one worker; returns its pid (None if fork failed)."""
 
-    def _bind(self) -> None:
-        from cogen.web.wsgi import WSGIServer
-        opts = resolve_options(self.options)
-        for bind in self.binds:
-            try:
-                self.sockets.append(WSGIServer._listen(bind, opts))
-            except (ValueError, OSError) as exc:
-                self._close_sockets()
-                if isinstance(exc, OSError):
-                    raise UsageError(f"cannot listen on {bind}: {exc.strerror or exc}") from None
-                raise UsageError(str(exc)) from None
-
-    def _close_sockets(self) -> None:
-        for sock in self.sockets:
-            # a socket we were handed (systemd's) is not ours to unlink
-            if sock.fileno() >= 0 and sock.family == socket.AF_UNIX and not any(
-                    bind is sock for bind in self.binds):
-                path = sock.getsockname()
-                try:
-                    if path and stat.S_ISSOCK(os.stat(path).st_mode):
-                        os.unlink(path)
-                except OSError:
-                    pass
-            sock.close()
-        self.sockets = []
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self._signals.append(signum)
-
-    def _loop(self) -> None:
-        while True:
-            self._reap()
-            while self._signals:
-                self._handle_signal(self._signals.pop(0))
-            if self._is_stopping:
-                if not self.workers:
-                    return
-                if self._kill_at is not None and time.monotonic() >= self._kill_at:
-                    log.warning("%d worker(s) still busy after %.1f s; killing them",
-                                len(self.workers), self.grace)
-                    self._kill_all(signal.SIGKILL)
-                    self._kill_at = None
-            else:
-                self._check_booted()
-                self._check_heartbeats()
-                self._check_modules()
-                self._advance_reload()
-                self._maintain()
-            self._wait()
-
-    def _wait(self) -> None:
-        now = time.monotonic()
-        deadlines = []
-        if self._is_stopping:
-            if self._kill_at is not None:
-                deadlines.append(self._kill_at)
-        else:
-            if self._spawn_after > now:
-                deadlines.append(self._spawn_after)
-            if self._timeout or self.settings.get("max_requests"):
-                deadlines.append(self._next_check)
-            if self._modules is not None:
-                deadlines.append(self._next_scan)
-        timeout = max(0.0, min(deadlines) - now) if deadlines else None
-        for key, _events in self._selector.select(timeout):
-            if key.fd == self._wake_r:
-                try:
-                    while os.read(self._wake_r, 512):
-                        pass
-                except BlockingIOError:
-                    pass
-            else:
-                self._read_status(key.data)
-
-    # -- signals --------------------------------------------------------------------
-    def _handle_signal(self, signum: int) -> None:
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            name = signal.Signals(signum).name
-            if self._is_stopping:
-                log.info("received %s again: killing the workers now", name)
-                self._kill_all(signal.SIGKILL)
-                return
-            log.info("received %s, shutting down gracefully", name)
-            self._stop()
-        elif signum == signal.SIGHUP and not self._is_stopping:
-            self._begin_reload()
-        elif signum == signal.SIGUSR1:
-            from cogen.web.runner import reopen_logs
-            reopen_logs()
-            self._kill_all(signal.SIGUSR1)
-
+    @abc.abstractmethod
     def _stop(self) -> None:
-        self._is_stopping = True
-        # Nobody will accept on these any more: while the master held them
-        # open the kernel went on accepting connections that then hung until
-        # the grace period ended. Closed, new connections are refused at once
-        # (the workers close their copies as they stop, after taking what
-        # the kernel had already queued).
-        self._close_sockets()
-        self._kill_at = time.monotonic() + self.grace
-        self._kill_all(signal.SIGTERM)
+        """Stop every worker gracefully (the master then ends)."""
 
     def _kill_all(self, signum: int) -> None:
         for worker in list(self.workers.values()):
@@ -372,64 +229,7 @@ class Master:
         jitter = int(self.settings.get("max_requests_jitter") or 0)
         return limit + random.randint(0, jitter) if limit else 0
 
-    # -- workers --------------------------------------------------------------------
-    def _maintain(self) -> None:
-        """Start workers until ``count`` are running (not counting those stopping)."""
-        while sum(not w.is_stopping for w in self.workers.values()) < self.count:
-            if time.monotonic() < self._spawn_after:
-                return
-            if self._spawn() is None:
-                return
-
-    def _check_booted(self) -> None:
-        if self._is_booted:
-            return
-        if sum(w.is_ready and not w.is_stopping for w in self.workers.values()) < self.count:
-            return
-        self._is_booted = True
-        for sock in self.sockets:
-            log.info("listening on %s", _describe(sock, bool(self.options.get("certfile")
-                                                          or self.options.get("ssl_context"))))
-        log.info("%d workers serving", self.count)
-
-    def _spawn(self) -> int | None:
-        """Fork one worker; returns its pid (None if fork failed: retried after 1 s)."""
-        status_r, status_w = os.pipe()
-        self._child_settings = dict(self.settings, heartbeat_dir=self._beat_dir,
-                                    request_limit=self._request_limit())
-        signal.pthread_sigmask(signal.SIG_BLOCK, _MASTER_SIGNALS)
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _MASTER_SIGNALS)
-            os.close(status_r)
-            os.close(status_w)
-            log.error("cannot start a worker: %s; retrying in 1 s", exc)
-            self._spawn_after = time.monotonic() + 1.0
-            return None
-        if pid == 0:  # the child never returns from here
-            code = 1
-            try:
-                os.close(status_r)
-                code = self._child(status_w)
-            except BaseException:
-                log.exception("worker failed")
-            finally:
-                for stream in (sys.stdout, sys.stderr):
-                    try:
-                        stream.flush()
-                    except (OSError, ValueError):
-                        pass  # a closed or broken stderr: nothing to report it on
-                os._exit(code)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _MASTER_SIGNALS)
-        os.close(status_w)
-        os.set_blocking(status_r, False)
-        worker = _Worker(pid, self._generation, time.monotonic(), status_r)
-        self.workers[pid] = worker
-        self._selector.register(status_r, selectors.EVENT_READ, worker)
-        log.debug("started worker %d", pid)
-        return pid
-
+    # -- dead workers ---------------------------------------------------------------
     def _read_status(self, worker: _Worker) -> None:
         fd = worker.status_fd
         if fd is None:
@@ -546,105 +346,233 @@ class Master:
         if self._to_replace and time.monotonic() >= self._spawn_after:
             self._reload_new = self._spawn()
 
+
+class Master(_Replacing):
+    """The prefork master: see the module docstring. Use :func:`run_master`."""
+
+    def __init__(self, app_spec: str, call: bool, binds: Sequence[Any], options: dict[str, Any],
+                 workers: int, grace: float, settings: Mapping[str, Any] | None = None) -> None:
+        self.app_spec = app_spec
+        self.call = call
+        self.binds = list(binds)
+        self.options = dict(options)
+        self.count = workers
+        self.grace = grace
+        super().__init__(settings or {})
+        self.sockets: list[socket.socket] = []
+        self._signals: list[int] = []
+        self._kill_at: float | None = None
+
+    # -- the master's life ----------------------------------------------------------
+    def run(self) -> int:
+        """Bind, fork, supervise until stopped; returns the exit status."""
+        self._bind()
+        pidfile = None
+        if self.settings.get("pid"):
+            from cogen.web._procman import PidFile, ProcessError
+            pidfile = PidFile(self.settings["pid"])
+            try:
+                pidfile.write()
+            except ProcessError as exc:
+                self._close_sockets()
+                raise UsageError(str(exc)) from None
+        self._wake_r, self._wake_w = os.pipe()
+        self._alive_r, self._alive_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._beat_dir = make_directory()
+        if self.settings.get("reload"):
+            self._modules = ModuleFiles(self._beat_dir)
+        old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        old_handlers = {sig: signal.signal(sig, self._on_signal) for sig in MASTER_SIGNALS}
+        try:
+            self._loop()
+        finally:
+            self._kill_all(signal.SIGKILL)
+            self._reap(block=True)
+            for sig, old in old_handlers.items():
+                signal.signal(sig, old if old is not None else signal.SIG_DFL)
+            signal.set_wakeup_fd(old_wakeup)
+            self._selector.close()
+            for fd in (self._wake_r, self._wake_w, self._alive_r, self._alive_w):
+                os.close(fd)
+            self._close_sockets()
+            shutil.rmtree(self._beat_dir, ignore_errors=True)
+            if pidfile is not None:
+                pidfile.remove()
+        if self._fatal is not None:
+            raise self._fatal
+        log.info("stopped")
+        return self._status
+
+    def _bind(self) -> None:
+        from cogen.web.wsgi import WSGIServer
+        opts = resolve_options(self.options)
+        for bind in self.binds:
+            try:
+                self.sockets.append(WSGIServer._listen(bind, opts))
+            except (ValueError, OSError) as exc:
+                self._close_sockets()
+                if isinstance(exc, OSError):
+                    raise UsageError(f"cannot listen on {bind}: {exc.strerror or exc}") from None
+                raise UsageError(str(exc)) from None
+
+    def _close_sockets(self) -> None:
+        for sock in self.sockets:
+            # a socket we were handed (systemd's) is not ours to unlink
+            if sock.fileno() >= 0 and sock.family == socket.AF_UNIX and not any(
+                    bind is sock for bind in self.binds):
+                path = sock.getsockname()
+                try:
+                    if path and stat.S_ISSOCK(os.stat(path).st_mode):
+                        os.unlink(path)
+                except OSError:
+                    pass
+            sock.close()
+        self.sockets = []
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signals.append(signum)
+
+    def _loop(self) -> None:
+        while True:
+            self._reap()
+            while self._signals:
+                self._handle_signal(self._signals.pop(0))
+            if self._is_stopping:
+                if not self.workers:
+                    return
+                if self._kill_at is not None and time.monotonic() >= self._kill_at:
+                    log.warning("%d worker(s) still busy after %.1f s; killing them",
+                                len(self.workers), self.grace)
+                    self._kill_all(signal.SIGKILL)
+                    self._kill_at = None
+            else:
+                self._check_booted()
+                self._check_heartbeats()
+                self._check_modules()
+                self._advance_reload()
+                self._maintain()
+            self._wait()
+
+    def _wait(self) -> None:
+        now = time.monotonic()
+        deadlines = []
+        if self._is_stopping:
+            if self._kill_at is not None:
+                deadlines.append(self._kill_at)
+        else:
+            if self._spawn_after > now:
+                deadlines.append(self._spawn_after)
+            if self._timeout or self.settings.get("max_requests"):
+                deadlines.append(self._next_check)
+            if self._modules is not None:
+                deadlines.append(self._next_scan)
+        timeout = max(0.0, min(deadlines) - now) if deadlines else None
+        for key, _events in self._selector.select(timeout):
+            if key.fd == self._wake_r:
+                try:
+                    while os.read(self._wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            else:
+                self._read_status(key.data)
+
+    # -- signals --------------------------------------------------------------------
+    def _handle_signal(self, signum: int) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            name = signal.Signals(signum).name
+            if self._is_stopping:
+                log.info("received %s again: killing the workers now", name)
+                self._kill_all(signal.SIGKILL)
+                return
+            log.info("received %s, shutting down gracefully", name)
+            self._stop()
+        elif signum == signal.SIGHUP and not self._is_stopping:
+            self._begin_reload()
+        elif signum == signal.SIGUSR1:
+            reopen_logs()
+            self._kill_all(signal.SIGUSR1)
+
+    def _stop(self) -> None:
+        self._is_stopping = True
+        # Nobody will accept on these any more: while the master held them
+        # open the kernel went on accepting connections that then hung until
+        # the grace period ended. Closed, new connections are refused at once
+        # (the workers close their copies as they stop, after taking what
+        # the kernel had already queued).
+        self._close_sockets()
+        self._kill_at = time.monotonic() + self.grace
+        self._kill_all(signal.SIGTERM)
+
+    # -- workers --------------------------------------------------------------------
+    def _maintain(self) -> None:
+        """Start workers until ``count`` are running (not counting those stopping)."""
+        while sum(not w.is_stopping for w in self.workers.values()) < self.count:
+            if time.monotonic() < self._spawn_after:
+                return
+            if self._spawn() is None:
+                return
+
+    def _check_booted(self) -> None:
+        if self._is_booted:
+            return
+        if sum(w.is_ready and not w.is_stopping for w in self.workers.values()) < self.count:
+            return
+        self._is_booted = True
+        for sock in self.sockets:
+            log.info("listening on %s", describe(sock, bool(self.options.get("certfile")
+                                                         or self.options.get("ssl_context"))))
+        log.info("%d workers serving", self.count)
+
+    def _spawn(self) -> int | None:
+        """Fork one worker; returns its pid (None if fork failed: retried after 1 s)."""
+        status_r, status_w = os.pipe()
+        self._child_settings = dict(self.settings, heartbeat_dir=self._beat_dir,
+                                    request_limit=self._request_limit())
+        signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, MASTER_SIGNALS)
+            os.close(status_r)
+            os.close(status_w)
+            log.error("cannot start a worker: %s; retrying in 1 s", exc)
+            self._spawn_after = time.monotonic() + 1.0
+            return None
+        if pid == 0:  # the child never returns from here
+            code = 1
+            try:
+                os.close(status_r)
+                code = self._child(status_w)
+            except BaseException:
+                log.exception("worker failed")
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except (OSError, ValueError):
+                        pass  # a closed or broken stderr: nothing to report it on
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, MASTER_SIGNALS)
+        os.close(status_w)
+        os.set_blocking(status_r, False)
+        worker = _Worker(pid, self._generation, time.monotonic(), status_r)
+        self.workers[pid] = worker
+        self._selector.register(status_r, selectors.EVENT_READ, worker)
+        log.debug("started worker %d", pid)
+        return pid
+
     # -- in the worker process ------------------------------------------------------
     def _child(self, status_w: int) -> int:
         """The worker's life, in the forked child; returns its exit status."""
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGTERM, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
-            signal.signal(sig, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _MASTER_SIGNALS)
         self._selector.close()
-        for fd in [self._wake_r, self._wake_w, self._alive_w] + [
-                w.status_fd for w in self.workers.values() if w.status_fd is not None]:
-            os.close(fd)
-        status = _StatusPipe(status_w)
-        try:
-            app = load_app(self.app_spec, self.call)
-        except UsageError as exc:
-            status.send(f"E{exc}", exc.details)
-            return 2
-        settings = dict(self._child_settings, reload_roots=_app_roots(self.app_spec))
-        try:
-            return _serve_worker(app, self.sockets, self.options, self.grace, self._alive_r,
-                                 status, settings, self.count)
-        except Exception as exc:
-            status.send(f"E{type(exc).__name__}: {exc}")
-            raise
-
-
-def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str, Any],
-                  grace: float, alive_fd: int, status: _StatusPipe,
-                  settings: Mapping[str, Any], workers: int = 2) -> int:
-    """Serve ``app`` on the inherited sockets until SIGTERM or the master's death."""
-    from cogen.core.broker import LocalOnlyWarning
-    from cogen.web.runner import Runner, reopen_logs
-    beat_dir: str | None = settings.get("heartbeat_dir")
-    limit: int = settings.get("request_limit") or 0
-    heartbeat = (Heartbeat(beat_dir, lambda: runner.health.figures(),
-                           min(1.0, (settings.get("timeout") or 4.0) / 4))
-                 if beat_dir else None)
-
-    def on_served() -> None:
-        served = sum(srv.requests_served for srv in runner.servers)
-        if served >= limit and heartbeat is not None and not heartbeat.is_retiring:
-            heartbeat.retire()
-            runner.stop(f"served {served} requests (--max-requests)")
-
-    def peer_figures(pid: int) -> list[dict[str, Any]]:
-        return [record["figures"] for other, record in
-                sorted(read_heartbeats(beat_dir).items() if beat_dir else ())
-                if other != pid and isinstance(record.get("figures"), dict)]
-
-    def ready() -> None:
-        if settings.get("reload") and beat_dir:
-            # before "R": a change after the worker said it serves is a change
-            write_module_files(beat_dir, app_module_files(settings.get("reload_roots") or ()))
-        status.send("R")
-
-    # Without a broker, the first Signal warns that it reaches this worker only.
-    # Several processes serve this app: PEP 3333's wsgi.multiprocess.
-    runner = Runner(app, sockets, options, grace=grace, fallback_broker=LocalOnlyWarning(workers),
-                    blocked_loop_warning=settings.get("blocked_loop_warning", 0.1),
-                    stats_path=settings.get("stats_path"), peer_figures=peer_figures,
-                    heartbeat=heartbeat, multiprocess=workers > 1,
-                    on_request_served=on_served if limit else None, logger=log,
-                    stop_line="%s: shutting down gracefully", announce=False)
-    runner.run(signals={signal.SIGTERM: runner.on_signal, signal.SIGUSR1: reopen_logs},
-               parent_fd=alive_fd, on_ready=ready)
-    return 0
-
-
-class _StatusPipe:
-    """The worker's end of its status pipe: one line (``R``, or ``E`` and a reason), once."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd: int | None = fd
-
-    def send(self, message: str, details: str = "") -> None:
-        """Write ``message`` as one line (then ``details``) and close the pipe; later calls do nothing."""
-        fd, self.fd = self.fd, None
-        if fd is None:
-            return
-        data = memoryview((message.replace("\n", " ") + "\n" + details).encode("utf-8", "replace"))
-        try:
-            while data:
-                data = data[os.write(fd, data):]
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-
-def _app_roots(app_spec: str) -> list[str]:
-    """Where --reload looks for the app's files: the current directory and the app's package."""
-    roots = [os.getcwd()]
-    top = sys.modules.get(app_spec.partition(":")[0].split(".")[0])
-    path = getattr(top, "__file__", None)
-    if path:
-        roots.append(os.path.dirname(os.path.abspath(path)))
-    return roots
+        inherited = [self._wake_r, self._wake_w, self._alive_w] + [
+            w.status_fd for w in self.workers.values() if w.status_fd is not None]
+        return worker_main(self.app_spec, self.call, self.sockets, self.options, self.grace,
+                           self._alive_r, status_w, inherited, self._child_settings, self.count)
 
 
 def _how_it_ended(status: int) -> str:
@@ -655,11 +583,3 @@ def _how_it_ended(status: int) -> str:
         except ValueError:
             return f"killed by signal {sig}"
     return f"exit status {os.waitstatus_to_exitcode(status)}"
-
-
-def _describe(sock: socket.socket, is_tls: bool) -> str:
-    addr = sock.getsockname()
-    if sock.family == socket.AF_UNIX:
-        return f"unix:{addr}"
-    host = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
-    return f"{'https' if is_tls else 'http'}://{host}:{addr[1]}"
