@@ -9,6 +9,7 @@ cannot.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -18,9 +19,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cogen.web._heartbeat import Heartbeat, app_module_files, read_heartbeats, write_module_files
+from cogen.web.config import CommandSettings
 from cogen.web.loader import UsageError, load_app
 
-__all__ = ["MASTER_SIGNALS", "StatusPipe", "serve_worker", "worker_main"]
+__all__ = ["MASTER_SIGNALS", "StatusPipe", "WorkerPlan", "serve_worker", "worker_main"]
 
 log = logging.getLogger("cogen.web.workers")
 
@@ -28,9 +30,30 @@ log = logging.getLogger("cogen.web.workers")
 MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
 
 
-def worker_main(app_spec: str, call: bool, sockets: Sequence[socket.socket],
-                options: dict[str, Any], grace: float, alive_fd: int, status_fd: int,
-                inherited: Sequence[int], settings: Mapping[str, Any], workers: int) -> int:
+@dataclasses.dataclass(frozen=True)
+class WorkerPlan:
+    """What a forked worker serves and how; the master makes one for each fork.
+
+    ``app_spec``/``call``: the app to load (:func:`cogen.web.loader.load_app`);
+    ``sockets``: the master's listening sockets; ``options``: the server
+    options; ``grace``: the graceful stop's seconds; ``workers``: how many
+    workers the master keeps; ``settings``: the command's; ``heartbeat_dir``:
+    the master's heartbeat directory; ``request_limit``: this worker's
+    ``--max-requests`` with its jitter (0: none).
+    """
+
+    app_spec: str
+    call: bool
+    sockets: Sequence[socket.socket]
+    options: Mapping[str, Any]
+    grace: float
+    workers: int
+    settings: CommandSettings
+    heartbeat_dir: str | None
+    request_limit: int
+
+
+def worker_main(plan: WorkerPlan, alive_fd: int, status_fd: int, inherited: Sequence[int]) -> int:
     """The worker's life, in the forked child; returns its exit status.
 
     ``inherited`` are the master's descriptors to close; ``status_fd`` is
@@ -47,28 +70,31 @@ def worker_main(app_spec: str, call: bool, sockets: Sequence[socket.socket],
         os.close(fd)
     status = StatusPipe(status_fd)
     try:
-        app = load_app(app_spec, call)
+        app = load_app(plan.app_spec, plan.call)
     except UsageError as exc:
         status.send(f"E{exc}", exc.details)
         return 2
-    settings = dict(settings, reload_roots=_app_roots(app_spec))
     try:
-        return serve_worker(app, sockets, options, grace, alive_fd, status, settings, workers)
+        return serve_worker(app, plan, alive_fd, status, _app_roots(plan.app_spec))
     except Exception as exc:
         status.send(f"E{type(exc).__name__}: {exc}")
         raise
 
 
-def serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str, Any],
-                  grace: float, alive_fd: int, status: StatusPipe,
-                  settings: Mapping[str, Any], workers: int = 2) -> int:
-    """Serve ``app`` on the inherited sockets until SIGTERM or the master's death."""
+def serve_worker(app: Any, plan: WorkerPlan, alive_fd: int, status: StatusPipe,
+                 reload_roots: Sequence[str] = ()) -> int:
+    """Serve ``app`` on the inherited sockets until SIGTERM or the master's death; returns 0.
+
+    ``reload_roots``: with ``--reload``, where the app's module files are
+    listed from (for the master to watch).
+    """
     from cogen.core.broker import LocalOnlyWarning
     from cogen.web.runner import Runner, reopen_logs
-    beat_dir: str | None = settings.get("heartbeat_dir")
-    limit: int = settings.get("request_limit") or 0
+    settings = plan.settings
+    beat_dir = plan.heartbeat_dir
+    limit = plan.request_limit
     heartbeat = (Heartbeat(beat_dir, lambda: runner.health.figures(),
-                           min(1.0, (settings.get("timeout") or 4.0) / 4))
+                           min(1.0, (settings.timeout or 4.0) / 4))
                  if beat_dir else None)
 
     def on_served() -> None:
@@ -83,17 +109,18 @@ def serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str, 
                 if other != pid and isinstance(record.get("figures"), dict)]
 
     def ready() -> None:
-        if settings.get("reload") and beat_dir:
+        if settings.reload and beat_dir:
             # before "R": a change after the worker said it serves is a change
-            write_module_files(beat_dir, app_module_files(settings.get("reload_roots") or ()))
+            write_module_files(beat_dir, app_module_files(reload_roots))
         status.send("R")
 
     # Without a broker, the first Signal warns that it reaches this worker only.
     # Several processes serve this app: PEP 3333's wsgi.multiprocess.
-    runner = Runner(app, sockets, options, grace=grace, fallback_broker=LocalOnlyWarning(workers),
-                    blocked_loop_warning=settings.get("blocked_loop_warning", 0.1),
-                    stats_path=settings.get("stats_path"), peer_figures=peer_figures,
-                    heartbeat=heartbeat, multiprocess=workers > 1,
+    runner = Runner(app, plan.sockets, plan.options, grace=plan.grace,
+                    fallback_broker=LocalOnlyWarning(plan.workers),
+                    blocked_loop_warning=settings.blocked_loop_warning,
+                    stats_path=settings.stats_path, peer_figures=peer_figures,
+                    heartbeat=heartbeat, multiprocess=plan.workers > 1,
                     on_request_served=on_served if limit else None, logger=log,
                     stop_line="%s: shutting down gracefully", announce=False)
     runner.run(signals={signal.SIGTERM: runner.on_signal, signal.SIGUSR1: reopen_logs},

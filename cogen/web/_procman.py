@@ -148,9 +148,9 @@ def load_log_config(path: str) -> None:
                 with open(path, encoding="utf-8") as file:
                     config = json.load(file)
             else:
-                from cogen.web.config import _toml_module
+                from cogen.web.config import toml_module
                 with open(path, "rb") as file:
-                    config = _toml_module().load(file)
+                    config = toml_module().load(file)
             config.setdefault("version", 1)
             config.setdefault("disable_existing_loggers", False)
             logging.config.dictConfig(config)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 import cogen
-from cogen.web.config import SETTABLE, ConfigError, settle
+from cogen.web.config import SETTABLE, CommandSettings, ConfigError, settle
 from cogen.web.loader import UsageError, load_app
 from cogen.web.options import (
     COMMAND_OPTIONS,
@@ -130,8 +130,10 @@ def settings_from(argv: Sequence[str] | None = None,
                   environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Every option's value from the command line, the environment, the config file or its default.
 
-    Returns a dict with every option of :data:`cogen.web.config.SETTABLE`.
-    Raises UsageError (one line, naming the source and the option).
+    Returns a dict with every option of :data:`cogen.web.config.SETTABLE`
+    (the command's own: :meth:`CommandSettings.from_values
+    <cogen.web.config.CommandSettings.from_values>`) and ``given``, the
+    names some source set. Raises UsageError (one line, naming the source and the option).
     """
     cli = _from_command_line(build_parser().parse_args(argv))
     try:
@@ -141,18 +143,13 @@ def settings_from(argv: Sequence[str] | None = None,
     settings = {name: opt.default for name, opt in SETTABLE.items()}
     settings.update(given)
     settings["given"] = set(given)
-    if settings["app"] is None:
-        raise UsageError("no application: give MODULE:APP (or COGEN_WEB_APP, or app in the "
-                         "--config file)")
-    if settings["graceful_timeout"] is None:
-        settings["graceful_timeout"] = 1e9
     return settings
 
 
-def _server_options(settings: dict[str, Any]) -> dict[str, Any]:
+def _server_options(settings: dict[str, Any], command: CommandSettings) -> dict[str, Any]:
     """The WSGIServer keywords among ``settings``: those some source set, checked."""
     given = {name: settings[name] for name in settings["given"] if name in OPTIONS_BY_NAME}
-    given["access_log"] = bool(settings["access_log"] or settings["access_logfile"])
+    given["access_log"] = bool(settings["access_log"] or command.access_logfile)
     if given.get("keyfile") and not given.get("certfile"):
         raise UsageError("argument --keyfile: needs --certfile too")
     try:
@@ -248,10 +245,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     try:
         settings = settings_from(argv)
-        host, port = settings["host"], settings["port"]
-        binds: list[Any] = settings["bind"] or [f"[{host}]:{port}" if ":" in host
-                                                else f"{host}:{port}"]
-        options = _server_options(settings)
+        command = CommandSettings.from_values(settings)
+        if command.app is None:
+            raise UsageError("no application: give MODULE:APP (or COGEN_WEB_APP, or app in the "
+                             "--config file)")
+        host, port = command.host, command.port
+        binds: list[Any] = list(command.bind) or [f"[{host}]:{port}" if ":" in host
+                                                  else f"{host}:{port}"]
+        options = _server_options(settings, command)
         check_tls(options)
         from cogen.web._procman import ProcessError, systemd_sockets
         try:
@@ -260,22 +261,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(str(exc)) from None
         if activated:
             binds = list(activated)  # socket activation: systemd bound them
-        configure_logging(settings["log_level"], settings["error_logfile"],
-                          settings["access_logfile"], settings["log_config"])
+        configure_logging(command.log_level, command.error_logfile, command.access_logfile,
+                          command.log_config)
         raise_open_file_limit()
-        count = settings["workers"]
+        count = command.workers
+        grace = command.graceful_timeout if command.graceful_timeout is not None else 1e9
         # --reload: a master that replaces its worker(s), even just one
-        if count > 1 or settings["reload"]:
+        if count > 1 or command.reload:
             if not hasattr(os, "fork"):
                 what = f"--workers {count}" if count > 1 else "--reload"
                 raise UsageError(f"{what} needs os.fork, which this platform lacks")
             from cogen.web import workers
             # The workers import the app themselves (so SIGHUP re-reads it).
-            return workers.run_master(app_spec=settings["app"], call=settings["call"],
-                                      binds=binds, options=options, workers=count,
-                                      grace=settings["graceful_timeout"], settings=settings)
-        app = load_app(settings["app"], settings["call"])
-        return serve(app, binds, options, grace=settings["graceful_timeout"], settings=settings)
+            return workers.run_master(app_spec=command.app, call=command.call, binds=binds,
+                                      options=options, workers=count, grace=grace,
+                                      settings=command)
+        app = load_app(command.app, command.call)
+        return serve(app, binds, options, grace=grace, settings=command)
     except UsageError as exc:
         print(f"cogen-web: error: {exc}", file=sys.stderr)
         if exc.details:
@@ -296,23 +298,23 @@ def _listen_error(bind: Any, exc: BaseException) -> UsageError:
 
 def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any],
           grace: float = 30.0, sockets: Sequence[Any] | None = None,
-          settings: Mapping[str, Any] | None = None) -> int:
+          settings: CommandSettings | None = None) -> int:
     """Serve ``app`` on every address in ``binds`` until SIGTERM/SIGINT; returns the exit status.
 
     ``sockets``, if given, are already-listening sockets used instead of
-    ``binds``. ``settings`` are the command's (:data:`COMMAND_OPTIONS`): the
-    watchdog's threshold and the stats path are taken from them. The first
+    ``binds``. ``settings`` are the command's (their defaults if None): the
+    watchdog's threshold, the stats path and the pid file are taken from them. The first
     SIGTERM/SIGINT stops accepting and lets requests in flight finish for
     ``grace`` seconds; a second one acts at once (the default handlers are
     back). SIGUSR1 reopens the log files. Raises UsageError if an address
     cannot be bound or the pid file cannot be written.
     """
     from cogen.web.runner import Runner
-    settings = settings or {}
+    settings = settings or CommandSettings.defaults()
     runner = Runner(app, list(sockets) if sockets else list(binds), options, grace=grace,
-                    blocked_loop_warning=settings.get("blocked_loop_warning", 0.1),
-                    stats_path=settings.get("stats_path"), listen_error=_listen_error)
-    pidfile = _write_pid(settings, runner)
+                    blocked_loop_warning=settings.blocked_loop_warning,
+                    stats_path=settings.stats_path, listen_error=_listen_error)
+    pidfile = _write_pid(settings.pid, runner)
     try:
         runner.run(signals={signal.SIGTERM: runner.on_signal, signal.SIGINT: runner.on_signal,
                             signal.SIGUSR1: reopen_logs})
@@ -326,12 +328,11 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
     return 0
 
 
-def _write_pid(settings: Mapping[str, Any], runner: Any) -> Any:
-    """Write ``settings['pid']`` if set; returns the PidFile (None if not set).
+def _write_pid(path: str | None, runner: Any) -> Any:
+    """Write the pid file ``path`` if set; returns the PidFile (None if not set).
 
     On failure closes the runner's sockets and raises UsageError.
     """
-    path = settings.get("pid")
     if not path:
         return None
     from cogen.web._procman import PidFile, ProcessError

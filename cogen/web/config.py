@@ -19,6 +19,7 @@ option.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
@@ -33,7 +34,8 @@ from cogen.web.options import (
     Option,
 )
 
-__all__ = ["ConfigError", "SETTABLE", "from_environ", "read_config", "settle"]
+__all__ = ["CommandSettings", "ConfigError", "SETTABLE", "from_environ", "read_config", "settle",
+           "toml_module"]
 
 #: Options that the environment and the file can set: all but the ones that
 #: hold Python objects (``ssl_context``) or would name the file itself.
@@ -45,6 +47,50 @@ _NOT_IN_FILE = {"config"}
 
 class ConfigError(CogenError, ValueError):
     """A bad setting from the environment or a config file (one line, naming both)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandSettings:
+    """The ``cogen-web`` command's own settings (:data:`~cogen.web.options.COMMAND_OPTIONS`), resolved.
+
+    One field per command option, of the type its converter gives; read by
+    attribute. :meth:`from_values` picks them from every option's value
+    (:func:`cogen.web.cli.settings_from`), :meth:`defaults` gives the
+    options' defaults.
+    """
+
+    app: str | None
+    call: bool
+    config: str | None
+    host: str
+    port: int
+    bind: list[str]
+    workers: int
+    graceful_timeout: float | None
+    log_level: str
+    pid: str | None
+    access_logfile: str | None
+    error_logfile: str | None
+    log_config: str | None
+    blocked_loop_warning: float | None
+    stats_path: str | None
+    timeout: float | None
+    max_requests: int
+    max_requests_jitter: int
+    reload: bool
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> CommandSettings:
+        """The command options among ``values`` (option name to converted value); others ignored.
+
+        Raises KeyError naming a command option that ``values`` lacks.
+        """
+        return cls(**{field.name: values[field.name] for field in dataclasses.fields(cls)})
+
+    @classmethod
+    def defaults(cls) -> CommandSettings:
+        """Every command option at its default."""
+        return cls.from_values({opt.name: opt.default for opt in COMMAND_OPTIONS})
 
 
 def from_environ(environ: Mapping[str, str]) -> dict[str, str]:
@@ -65,7 +111,8 @@ def from_environ(environ: Mapping[str, str]) -> dict[str, str]:
     return found
 
 
-def _toml_module() -> Any:
+def toml_module() -> Any:
+    """The TOML reader: :mod:`tomllib`, or tomli on Python 3.10 (ConfigError if it is missing)."""
     if sys.version_info >= (3, 11):
         import tomllib
         return tomllib
@@ -84,7 +131,7 @@ def read_config(path: str) -> dict[str, Any]:
         ConfigError: the file cannot be read or parsed, a key names no
             option, or a value is a table.
     """
-    toml = _toml_module()
+    toml = toml_module()
     try:
         with open(path, "rb") as file:
             data = toml.load(file)

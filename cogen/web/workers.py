@@ -71,15 +71,16 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from cogen.web._child import MASTER_SIGNALS, worker_main
+from cogen.web._child import MASTER_SIGNALS, WorkerPlan, worker_main
 from cogen.web._heartbeat import (
     ModuleFiles,
     make_directory,
     read_heartbeats,
 )
+from cogen.web.config import CommandSettings
 from cogen.web.loader import UsageError
 from cogen.web.options import resolve_options
 from cogen.web.runner import describe, reopen_logs
@@ -111,7 +112,7 @@ class _Worker:
 
 def run_master(app_spec: str, call: bool, binds: Sequence[Any], options: dict[str, Any],
                workers: int, grace: float = 30.0,
-               settings: Mapping[str, Any] | None = None) -> int:
+               settings: CommandSettings | None = None) -> int:
     """Serve ``app_spec`` from ``workers`` processes until SIGTERM/SIGINT; returns the exit status.
 
     Args:
@@ -122,8 +123,9 @@ def run_master(app_spec: str, call: bool, binds: Sequence[Any], options: dict[st
         options: server options (:mod:`cogen.web.options`) for every worker's servers.
         workers: how many worker processes (1 or more).
         grace: seconds requests in flight may take to finish on a stop.
-        settings: the command's settings (:data:`cogen.web.options.COMMAND_OPTIONS`):
-            the watchdog's threshold, the stats path.
+        settings: the command's settings (their defaults if None): the
+            watchdog's threshold, the stats path, --timeout, --max-requests,
+            --reload, the pid file.
     Returns:
         0 after a stop, 1 if the workers could not start for a run-time reason.
     Raises:
@@ -145,12 +147,12 @@ class _Replacing(abc.ABC):
     of a reload, a fatal error).
     """
 
-    def __init__(self, settings: Mapping[str, Any]) -> None:
-        self.settings = dict(settings)
+    def __init__(self, settings: CommandSettings) -> None:
+        self.settings = settings
         self.workers: dict[int, _Worker] = {}
         self._selector = selectors.DefaultSelector()
         self._beat_dir: str | None = None
-        self._timeout: float = self.settings.get("timeout") or 0.0
+        self._timeout: float = settings.timeout or 0.0
         self._next_check = 0.0
         self._modules: ModuleFiles | None = None
         self._next_scan = 0.0
@@ -225,8 +227,8 @@ class _Replacing(abc.ABC):
 
     def _request_limit(self) -> int:
         """This new worker's --max-requests, with its jitter (0: no limit)."""
-        limit = int(self.settings.get("max_requests") or 0)
-        jitter = int(self.settings.get("max_requests_jitter") or 0)
+        limit = self.settings.max_requests
+        jitter = self.settings.max_requests_jitter
         return limit + random.randint(0, jitter) if limit else 0
 
     # -- dead workers ---------------------------------------------------------------
@@ -351,14 +353,14 @@ class Master(_Replacing):
     """The prefork master: see the module docstring. Use :func:`run_master`."""
 
     def __init__(self, app_spec: str, call: bool, binds: Sequence[Any], options: dict[str, Any],
-                 workers: int, grace: float, settings: Mapping[str, Any] | None = None) -> None:
+                 workers: int, grace: float, settings: CommandSettings | None = None) -> None:
         self.app_spec = app_spec
         self.call = call
         self.binds = list(binds)
         self.options = dict(options)
         self.count = workers
         self.grace = grace
-        super().__init__(settings or {})
+        super().__init__(settings or CommandSettings.defaults())
         self.sockets: list[socket.socket] = []
         self._signals: list[int] = []
         self._kill_at: float | None = None
@@ -368,9 +370,9 @@ class Master(_Replacing):
         """Bind, fork, supervise until stopped; returns the exit status."""
         self._bind()
         pidfile = None
-        if self.settings.get("pid"):
+        if self.settings.pid:
             from cogen.web._procman import PidFile, ProcessError
-            pidfile = PidFile(self.settings["pid"])
+            pidfile = PidFile(self.settings.pid)
             try:
                 pidfile.write()
             except ProcessError as exc:
@@ -382,7 +384,7 @@ class Master(_Replacing):
             os.set_blocking(fd, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._beat_dir = make_directory()
-        if self.settings.get("reload"):
+        if self.settings.reload:
             self._modules = ModuleFiles(self._beat_dir)
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         old_handlers = {sig: signal.signal(sig, self._on_signal) for sig in MASTER_SIGNALS}
@@ -465,7 +467,7 @@ class Master(_Replacing):
         else:
             if self._spawn_after > now:
                 deadlines.append(self._spawn_after)
-            if self._timeout or self.settings.get("max_requests"):
+            if self._timeout or self.settings.max_requests:
                 deadlines.append(self._next_check)
             if self._modules is not None:
                 deadlines.append(self._next_scan)
@@ -530,8 +532,8 @@ class Master(_Replacing):
     def _spawn(self) -> int | None:
         """Fork one worker; returns its pid (None if fork failed: retried after 1 s)."""
         status_r, status_w = os.pipe()
-        self._child_settings = dict(self.settings, heartbeat_dir=self._beat_dir,
-                                    request_limit=self._request_limit())
+        self._plan = WorkerPlan(self.app_spec, self.call, self.sockets, self.options, self.grace,
+                                self.count, self.settings, self._beat_dir, self._request_limit())
         signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
         try:
             pid = os.fork()
@@ -571,8 +573,7 @@ class Master(_Replacing):
         self._selector.close()
         inherited = [self._wake_r, self._wake_w, self._alive_w] + [
             w.status_fd for w in self.workers.values() if w.status_fd is not None]
-        return worker_main(self.app_spec, self.call, self.sockets, self.options, self.grace,
-                           self._alive_r, status_w, inherited, self._child_settings, self.count)
+        return worker_main(self._plan, self._alive_r, status_w, inherited)
 
 
 def _how_it_ended(status: int) -> str:

@@ -163,3 +163,30 @@ def test_toml_on_python_3_10_without_tomli_is_a_clear_error(app_dir: Path) -> No
     done = subprocess.run([sys.executable, "-c", code], cwd=app_dir, env=subprocess_env(),
                           capture_output=True, text=True, timeout=WAIT, check=False)
     assert_one_error_line(done, "needs the tomli package")
+
+
+def test_command_settings_have_one_typed_field_per_command_option() -> None:
+    import dataclasses
+
+    from cogen.web.config import CommandSettings
+    from cogen.web.options import COMMAND_OPTIONS
+
+    assert [field.name for field in dataclasses.fields(CommandSettings)] == [
+        opt.name for opt in COMMAND_OPTIONS]
+    defaults = CommandSettings.defaults()
+    assert all(getattr(defaults, opt.name) == opt.default for opt in COMMAND_OPTIONS)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        defaults.workers = 2  # type: ignore[misc]
+
+
+def test_command_settings_read_the_resolved_values_by_attribute() -> None:
+    from cogen.web.cli import settings_from
+    from cogen.web.config import CommandSettings
+
+    settings = settings_from(["app:make()", "--workers", "3", "--max-requests", "7",
+                              "--graceful-timeout", "off", "-b", "unix:/tmp/x", "-b", ":0"],
+                             environ={"COGEN_WEB_STATS_PATH": "/_stats"})
+    command = CommandSettings.from_values(settings)
+    assert (command.app, command.workers, command.max_requests) == ("app:make()", 3, 7)
+    assert command.graceful_timeout is None and command.stats_path == "/_stats"
+    assert command.bind == ["unix:/tmp/x", ":0"] and command.blocked_loop_warning == 0.1
