@@ -20,7 +20,8 @@ class UsageError(Exception):
     """Bad input from the command line: reported in one line, exit status 2.
 
     ``details``, if not empty, is printed after that line: the traceback of
-    an app that failed while being imported or made.
+    an app that failed while being imported or made (that failure is also
+    the exception's ``__cause__``).
     """
 
     def __init__(self, message: str, details: str = "") -> None:
@@ -67,11 +68,11 @@ def load_app(spec: str, call: bool = False) -> Callable[..., Any]:
     except ImportError as exc:
         if not _is_missing(exc, module_name):
             raise UsageError(f"importing module {module_name!r} failed: "
-                             f"{type(exc).__name__}: {exc}", _app_traceback(exc)) from None
+                             f"{type(exc).__name__}: {exc}", _app_traceback(exc)) from exc
         raise UsageError(f"cannot import module {module_name!r}: {exc}") from None
     except Exception as exc:  # noqa: BLE001  (any failure of the app's import is reported)
         raise UsageError(f"importing module {module_name!r} failed: "
-                         f"{type(exc).__name__}: {exc}", _app_traceback(exc)) from None
+                         f"{type(exc).__name__}: {exc}", _app_traceback(exc)) from exc
     obj: Any = module
     for part in attr_path.split("."):
         try:
@@ -83,7 +84,7 @@ def load_app(spec: str, call: bool = False) -> Callable[..., Any]:
             obj = obj()
         except Exception as exc:  # noqa: BLE001  (as for the import)
             raise UsageError(f"calling {module_name}:{attr_path}() failed: "
-                             f"{type(exc).__name__}: {exc}", _app_traceback(exc)) from None
+                             f"{type(exc).__name__}: {exc}", _app_traceback(exc)) from exc
     if not callable(obj):
         raise UsageError(f"{spec} is not callable (got {type(obj).__name__}); "
                          f"use --call if it is a factory")

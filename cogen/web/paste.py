@@ -60,7 +60,15 @@ _SERVER_KEYS = ("host", "port", "bind", "listen", "graceful_timeout")
 
 
 class PasteConfigError(CogenError, ValueError):
-    """A bad key or value in an ini section; the message names it."""
+    """A bad key or value in an ini section; the message names it.
+
+    ``details``, if not empty, is the traceback of an app that failed while
+    being imported or made (that failure is also the exception's ``__cause__``).
+    """
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class PasteServer:
@@ -232,7 +240,10 @@ def app_factory(global_conf: Mapping[str, Any] | None = None, app: str | None = 
         sys.path.insert(0, here)
     try:
         return load_app(app, as_bool(call))
-    except (UsageError, ValueError) as exc:
+    except UsageError as exc:
+        # the app's own failure stays the cause: its traceback is the one that helps
+        raise PasteConfigError(f"option 'app': {exc}", exc.details) from exc.__cause__
+    except ValueError as exc:
         raise PasteConfigError(f"option 'app': {exc}") from None
 
 
@@ -269,6 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         server(app)
     except (PasteConfigError, LookupError, ImportError) as exc:
         print(f"cogen paste: error: {exc}", file=sys.stderr)
+        details = getattr(exc, "details", "")
+        if details:
+            print(details, end="", file=sys.stderr)
         return 2
     except OSError as exc:
         where = " ".join(getattr(server, "binds", []))

@@ -9,6 +9,10 @@
   thread or a socket outlived it.
 - ``raw``: a factory of :class:`RawClient` (a blocking socket with a
   response reader) connected to a live server; all closed at teardown.
+- ``app_dir``: a temporary directory holding the test app ``app.py``
+  (:func:`tests.web._process.write_app`), for tests that start ``cogen-web``.
+- ``started``: a list to put the :class:`~tests.web._process.ServerProcess`
+  objects a test starts in; each is closed at teardown.
 
 The helpers (:class:`RawClient`, :class:`Response`, :func:`recording_app`)
 are imported by the test modules from here.
@@ -20,12 +24,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cogen.core.schedulers import Scheduler
 from cogen.web.wsgi import WSGIServer
+from tests.web._process import ServerProcess, write_app
 
 #: Seconds any single blocking client operation may take before a test fails.
 CLIENT_TIMEOUT = 10.0
@@ -358,3 +364,19 @@ def raw(live_server: Callable[..., LiveServer]) -> Iterator[Callable[..., RawCli
     yield make
     for client in made:
         client.close()
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    """A temporary directory with the test app (``app:application`` and friends) in it."""
+    write_app(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def started() -> Iterator[list[ServerProcess]]:
+    """The server processes a test starts (it appends them); each is closed at teardown."""
+    procs: list[ServerProcess] = []
+    yield procs
+    for proc in procs:
+        proc.close()

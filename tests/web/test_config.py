@@ -5,7 +5,6 @@ import http.client
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,24 +15,9 @@ from tests.web._process import (
     cogen_web,
     get,
     subprocess_env,
-    write_app,
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def app_dir(tmp_path: Path) -> Path:
-    write_app(tmp_path)
-    return tmp_path
-
-
-@pytest.fixture
-def started() -> Iterator[list[ServerProcess]]:
-    procs: list[ServerProcess] = []
-    yield procs
-    for proc in procs:
-        proc.close()
 
 
 def start(started: list[ServerProcess], cwd: Path, *args: str, **env: str) -> ServerProcess:

@@ -209,6 +209,57 @@ def test_app_factory_reports_a_missing_module(cogen_dist: Path, tmp_path: Path) 
         loadwsgi.loadapp(f"config:{ini}")
 
 
+BROKEN_APP = """\
+import os
+import nosuchdependency_of_the_app  # the app's own import that fails
+
+
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [b""]
+"""
+
+BROKEN_INI = """\
+[server:main]
+use = egg:cogen#http
+port = 0
+
+[app:main]
+use = egg:cogen#app
+app = brokenapp:application
+"""
+
+
+def test_app_factory_keeps_the_traceback_of_a_broken_app(cogen_dist: Path, tmp_path: Path) -> None:
+    import traceback
+
+    (tmp_path / "brokenapp.py").write_text(BROKEN_APP)
+    ini = tmp_path / "broken.ini"
+    ini.write_text(BROKEN_INI)
+    with pytest.raises(PasteConfigError, match="importing module 'brokenapp' failed") as info:
+        loadwsgi.loadapp(f"config:{ini}")
+    shown = "".join(traceback.format_exception(info.value))
+    assert f'{tmp_path / "brokenapp.py"}", line 2' in shown, shown
+    assert "ModuleNotFoundError: No module named 'nosuchdependency_of_the_app'" in shown, shown
+
+
+def test_python_m_cogen_web_paste_shows_a_broken_apps_traceback(cogen_dist: Path,
+                                                                tmp_path: Path) -> None:
+    (tmp_path / "brokenapp.py").write_text(BROKEN_APP)
+    ini = tmp_path / "broken.ini"
+    ini.write_text(BROKEN_INI)
+    done = subprocess.run([sys.executable, "-m", "cogen.web.paste", str(ini)], cwd=tmp_path,
+                          env=subprocess_env(cogen_dist), capture_output=True, text=True, check=False,
+                          timeout=WAIT)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2
+    assert lines[0].startswith("cogen paste: error: option 'app': importing module 'brokenapp' "
+                               "failed: ModuleNotFoundError"), done.stderr
+    assert lines[1] == "Traceback (most recent call last):", done.stderr
+    assert "    import nosuchdependency_of_the_app  # the app's own import that fails" in lines
+    assert "cogen/web" not in done.stderr, done.stderr  # the app's frames only
+
+
 def test_server_runner_serves_until_sigterm(cogen_dist: Path, tmp_path: Path) -> None:
     (tmp_path / "hello.py").write_text((REPO / "examples" / "hello.py").read_text())
     ini = tmp_path / "runner.ini"

@@ -33,12 +33,6 @@ TRIES = 300
 
 
 @pytest.fixture
-def app_dir(tmp_path: Path) -> Path:
-    write_app(tmp_path)
-    return tmp_path
-
-
-@pytest.fixture
 def server(app_dir: Path) -> Iterator[StartServer]:
     started: list[ServerProcess] = []
 
