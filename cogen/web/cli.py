@@ -32,15 +32,14 @@ from cogen.web.options import (
     as_list,
     as_proxy_headers,
 )
-from cogen.web.runner import describe, reopen_logs
+from cogen.web.runner import describe, reopen_logs  # noqa: F401  (describe: see __all__)
 
+# UsageError, load_app (cogen.web.loader) and describe (cogen.web.runner)
+# are still importable from here, where they used to live.
 __all__ = [
-    "UsageError",
     "build_parser",
     "check_tls",
     "configure_logging",
-    "describe",
-    "load_app",
     "main",
     "serve",
     "settings_from",
