@@ -204,9 +204,11 @@ class Runner:
             return
         self.is_stopping = True
         from cogen.web._broker import close_broker_after
+        # The default handlers are back before the line is logged: whoever
+        # reads it may send the second signal at once, and it must act.
+        self._close_watches()
         if reason is not None:
             self.log.info(self.stop_line, reason)
-        self._close_watches()
         for srv in self.servers:
             srv.shutdown(self.grace, serve_queued=serve_queued)
         close_broker_after(self.sched, self.servers)

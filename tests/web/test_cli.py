@@ -396,6 +396,47 @@ def test_the_serve_one_liner_serves_until_sigterm(tmp_path: Any) -> None:
             proc.stderr.close()
 
 
+def test_the_serve_one_liner_stops_gracefully_then_at_once_on_a_second_sigterm(
+        tmp_path: Any) -> None:
+    """The first SIGTERM waits for the request in flight (and says so); the second kills."""
+    script = tmp_path / "one_liner.py"
+    script.write_text(
+        "import logging, sys, threading\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
+        "from cogen.web import serve\n"
+        "never = threading.Event()\n"
+        "def app(environ, start_response):\n"
+        "    print('in the app', file=sys.stderr, flush=True)\n"
+        "    never.wait(60)\n"
+        "    start_response('200 OK', [])\n"
+        "    return [b'']\n"
+        "serve(app, host='127.0.0.1', port=0, threads=2, grace=60)\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
+    client = None
+    try:
+        assert proc.stderr is not None
+        match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", proc.stderr.readline())
+        assert match
+        client = socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=10)
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert proc.stderr.readline() == "in the app\n"
+        proc.send_signal(signal.SIGTERM)
+        assert "received SIGTERM, shutting down gracefully" in proc.stderr.readline()
+        assert proc.poll() is None  # the request in flight holds it
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == -signal.SIGTERM
+    finally:
+        if client is not None:
+            client.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
 def test_the_command_raises_the_soft_open_file_limit(tmp_path: Any) -> None:
     """A low soft limit (1024 is common) would cap the connections the server holds."""
     resource = pytest.importorskip("resource")
