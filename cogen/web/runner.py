@@ -37,7 +37,11 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cogen.web._heartbeat import Heartbeat
+    from cogen.web.wsgi import WSGIServer
 
 __all__ = ["Runner", "describe", "reopen_logs", "stats_document", "with_stats"]
 
@@ -82,7 +86,7 @@ class Runner:
                  fallback_broker: Any = None, blocked_loop_warning: float | None = None,
                  stats_path: str | None = None,
                  peer_figures: Callable[[int], list[dict[str, Any]]] | None = None,
-                 heartbeat: Any = None, multiprocess: bool | None = None,
+                 heartbeat: Heartbeat | None = None, multiprocess: bool | None = None,
                  on_request_served: Callable[[], Any] | None = None,
                  listen_error: ListenError | None = None, logger: logging.Logger = log,
                  stop_line: str = "%s, shutting down gracefully", announce: bool = True) -> None:
@@ -111,9 +115,9 @@ class Runner:
         self._parent: Any = None
 
     def _open(self, app: Callable[..., Any], listen: Sequence[Any], options: Mapping[str, Any],
-              listen_error: ListenError | None) -> list[Any]:
+              listen_error: ListenError | None) -> list[WSGIServer]:
         from cogen.web.wsgi import WSGIServer
-        servers: list[Any] = []
+        servers: list[WSGIServer] = []
         for where in listen:
             try:
                 servers.append(WSGIServer(where, app, self.sched, **options))
