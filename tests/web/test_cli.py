@@ -1,6 +1,7 @@
 """The cogen-web command, run as ``python -m cogen.web`` in a subprocess."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -365,17 +366,16 @@ def assert_one_error_line(done: subprocess.CompletedProcess[str], expected: str)
     assert done.returncode == 2
 
 
-def test_the_serve_one_liner_serves_until_sigterm(tmp_path: Any) -> None:
-    """``cogen.web.serve(app, port=0)`` in a script: serves, then stops on SIGTERM."""
+@contextlib.contextmanager
+def one_liner(tmp_path: Any, source: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """Run the script ``source`` (logging to stderr, then ``serve(...)``); yields it and its port.
+
+    The process is killed at the end if it is still running.
+    """
     script = tmp_path / "one_liner.py"
-    script.write_text(
-        "import logging, sys\n"
-        "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
-        "from cogen.web import serve\n"
-        "def app(environ, start_response):\n"
-        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-        "    return [b'one-liner']\n"
-        "serve(app, host='127.0.0.1', port=0, grace=2)\n")
+    script.write_text("import logging, sys, threading\n"
+                      "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
+                      "from cogen.web import serve\n" + source)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True)
@@ -384,57 +384,48 @@ def test_the_serve_one_liner_serves_until_sigterm(tmp_path: Any) -> None:
         line = proc.stderr.readline()
         match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
         assert match, line
-        with urllib.request.urlopen(f"http://127.0.0.1:{match.group(1)}/", timeout=10) as resp:
-            assert resp.read() == b"one-liner"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
+        yield proc, int(match.group(1))
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_the_serve_one_liner_serves_until_sigterm(tmp_path: Any) -> None:
+    """``cogen.web.serve(app, port=0)`` in a script: serves, then stops on SIGTERM."""
+    with one_liner(tmp_path,
+                   "def app(environ, start_response):\n"
+                   "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+                   "    return [b'one-liner']\n"
+                   "serve(app, host='127.0.0.1', port=0, grace=2)\n") as (proc, port):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as resp:
+            assert resp.read() == b"one-liner"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
 
 
 def test_the_serve_one_liner_stops_gracefully_then_at_once_on_a_second_sigterm(
         tmp_path: Any) -> None:
     """The first SIGTERM waits for the request in flight (and says so); the second kills."""
-    script = tmp_path / "one_liner.py"
-    script.write_text(
-        "import logging, sys, threading\n"
-        "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
-        "from cogen.web import serve\n"
-        "never = threading.Event()\n"
-        "def app(environ, start_response):\n"
-        "    print('in the app', file=sys.stderr, flush=True)\n"
-        "    never.wait(60)\n"
-        "    start_response('200 OK', [])\n"
-        "    return [b'']\n"
-        "serve(app, host='127.0.0.1', port=0, threads=2, grace=60)\n")
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    proc = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True)
-    client = None
-    try:
+    with one_liner(tmp_path,
+                   "never = threading.Event()\n"
+                   "def app(environ, start_response):\n"
+                   "    print('in the app', file=sys.stderr, flush=True)\n"
+                   "    never.wait(60)\n"
+                   "    start_response('200 OK', [])\n"
+                   "    return [b'']\n"
+                   "serve(app, host='127.0.0.1', port=0, threads=2, grace=60)\n") as (proc, port):
         assert proc.stderr is not None
-        match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", proc.stderr.readline())
-        assert match
-        client = socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=10)
-        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert proc.stderr.readline() == "in the app\n"
-        proc.send_signal(signal.SIGTERM)
-        assert "received SIGTERM, shutting down gracefully" in proc.stderr.readline()
-        assert proc.poll() is None  # the request in flight holds it
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == -signal.SIGTERM
-    finally:
-        if client is not None:
-            client.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert proc.stderr.readline() == "in the app\n"
+            proc.send_signal(signal.SIGTERM)
+            assert "received SIGTERM, shutting down gracefully" in proc.stderr.readline()
+            assert proc.poll() is None  # the request in flight holds it
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == -signal.SIGTERM
 
 
 def test_the_command_raises_the_soft_open_file_limit(tmp_path: Any) -> None:
