@@ -488,3 +488,48 @@ def test_with_threads_served_websockets_do_not_hold_the_apps_threads(live_server
         for n, ws in enumerate(sockets):  # all six open at once, on two threads
             ws.send(f"socket {n}")
         assert [ws.recv(T) for ws in sockets] == [f"socket {n}"[::-1] for n in range(6)]
+
+
+def test_writers_waiting_for_the_socket_all_end_when_the_client_goes_away(live_server: Any) -> None:
+    """One coroutine holds the socket, two wait in line; the client resets: all three see ConnectionClosed.
+
+    When the connection is lost, every writer in the line must be woken and
+    told, not only the next one (the third used to wait forever).
+    """
+    outcomes: queue.Queue[Any] = queue.Queue()
+    huge = os.urandom(16 * 1024 * 1024)  # far more than the socket buffers hold
+
+    @coroutine
+    def sender(ws: Any, n: int, data: bytes) -> Any:
+        try:
+            while True:
+                yield ws.send(data, timeout=T)
+        except BaseException as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcomes.put((n, exc))
+
+    @coroutine
+    def handler(ws: Any) -> Any:
+        first = yield events.AddCoro(sender, args=(ws, 0, huge))
+        while not ws._writer.sending:  # the first is stuck in its send: the socket is full
+            yield events.Sleep(0)
+        others = []
+        for n in (1, 2):
+            others.append((yield events.AddCoro(sender, args=(ws, n, b"x"))))
+        yield events.Sleep(0)
+        assert len(ws._writer.queue) == 2, "the two other writers should wait in line"
+        outcomes.put("queued")
+        for child in [first, *others]:
+            yield events.Join(child, timeout=T)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        return environ["cogen"].websocket.serve(handler, compression=False)
+
+    live = live_server(app)
+    sock = raw_upgrade(live)
+    assert outcomes.get(timeout=T) == "queued"
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # a reset: the writer holding the socket fails, the waiting ones must hear of it
+    seen = sorted(outcomes.get(timeout=T) for _ in range(3))
+    assert [n for n, _ in seen] == [0, 1, 2]
+    for n, exc in seen:
+        assert isinstance(exc, ConnectionClosed), (n, exc)
