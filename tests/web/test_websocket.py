@@ -293,6 +293,47 @@ def test_handshake_error_reaches_a_gate_app(live_server: Any) -> None:
     assert isinstance(seen.get(timeout=T), HandshakeError)
 
 
+@pytest.mark.parametrize("origins", [["https://good.example"], "HTTPS://Good.Example/",
+                                     lambda origin: origin.endswith(".example")],
+                         ids=["list", "one-string", "function"])
+def test_origins_lets_the_allowed_pages_in_and_refuses_others_with_403(live_server: Any,
+                                                                       origins: Any) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        return environ["cogen"].websocket.serve(gen_handler, origins=origins)
+
+    live = live_server(app)
+    with connect(ws_url(live), origin="https://good.example", open_timeout=T) as ws:
+        ws.send("abc")
+        assert ws.recv(T) == "cba"
+    with connect(ws_url(live), open_timeout=T) as ws:  # no Origin: not a browser
+        ws.send("no origin")
+        assert ws.recv(T) == "nigiro on"
+    from websockets.exceptions import InvalidStatus
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(live), origin="https://evil.test", open_timeout=T)
+    assert refused.value.response.status_code == 403
+    assert b"not allowed" in refused.value.response.body
+
+
+def test_an_origin_refusal_reaches_a_gate_app_as_a_403_handshake_error(live_server: Any) -> None:
+    seen: queue.Queue[Any] = queue.Queue()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[Any]:
+        gate = environ["cogen"]
+        yield gate.websocket.accept(origins=["https://good.example"])
+        seen.put(gate.result)
+        start_response(f"{gate.result.status} Forbidden", [("Content-Type", "text/plain")])
+        yield b"go away"
+
+    live = live_server(app)
+    from websockets.exceptions import InvalidStatus
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(live), origin="https://evil.test", open_timeout=T)
+    assert refused.value.response.status_code == 403
+    error = seen.get(timeout=T)
+    assert isinstance(error, HandshakeError) and error.status == 403
+
+
 # -- limits and faults ------------------------------------------------------------------
 def raw_upgrade(live: Any) -> socket.socket:
     sock = socket.create_connection((live.host, live.port), timeout=T)

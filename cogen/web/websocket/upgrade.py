@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Collection, Generator
 from typing import Any
 
 from cogen.core.coroutines import Coroutine
@@ -15,6 +15,8 @@ from cogen.web.websocket.endpoint import ConnectionClosed, WebSocket, load_wspro
 __all__ = ["NOT_REQUESTED", "HandshakeError", "WebSocketUpgrade"]
 
 log = logging.getLogger("cogen.web.websocket")
+#: the reason phrases of the statuses a refused handshake is answered with
+_REASONS = {400: "Bad Request", 403: "Forbidden", 426: "Upgrade Required"}
 
 
 def _tokens(value: str | None) -> list[str]:
@@ -76,7 +78,8 @@ class WebSocketUpgrade:
             raise HandshakeError("a WebSocket upgrade request has no body")
 
     def accept(self, subprotocol: str | None = None, *, compression: bool | None = None,
-               max_message: int | None = None) -> Coroutine:
+               max_message: int | None = None,
+               origins: Collection[str] | Callable[[str], bool] | None = None) -> Coroutine:
         """The operation that upgrades the connection; result: the :class:`WebSocket`.
 
         Args:
@@ -85,17 +88,44 @@ class WebSocketUpgrade:
                 it (default: the server's ``websocket_compression`` option).
             max_message: the largest message to accept, in bytes (default:
                 ``websocket_max_message``).
+            origins: the pages allowed to open this WebSocket: origins such
+                as ``"https://example.com"`` (compared without case), or a
+                function given the request's ``Origin`` that returns True to
+                allow it. A browser always sends ``Origin``, so this stops
+                another site's page from using the visitor's cookies here
+                (cross-site WebSocket hijacking); a request without one (a
+                non-browser client) is allowed. None (default): no check.
         Raises (in the coroutine): :class:`HandshakeError` if the request is
-        not a valid upgrade (nothing is sent: the application answers, with
-        ``error.status``), ``ValueError`` for a subprotocol the client did not
+        not a valid upgrade, or (status 403) comes from an origin not
+        allowed; nothing is sent: the application answers, with
+        ``error.status``. ``ValueError`` for a subprotocol the client did not
         offer, ``RuntimeError`` if the response has started or it was
         accepted already.
         """
-        return Coroutine(self._accept, subprotocol, compression, max_message)
+        return Coroutine(self._accept, subprotocol, compression, max_message, origins)
 
-    def _accept(self, subprotocol: str | None, compression: bool | None,
-                max_message: int | None) -> Generator[Any, Any, WebSocket]:
+    def check_origin(self, origins: Collection[str] | Callable[[str], bool]) -> None:
+        """Raise :class:`HandshakeError` (403) if the request's ``Origin`` is not allowed.
+
+        ``origins`` as for :meth:`accept`; a request without ``Origin`` passes.
+        """
+        origin = self._environ.get("HTTP_ORIGIN")
+        if origin is None:
+            return
+        if isinstance(origins, str):
+            origins = (origins,)
+        if callable(origins):
+            allowed = bool(origins(origin))
+        else:
+            allowed = origin.strip().rstrip("/").lower() in {o.strip().rstrip("/").lower() for o in origins}
+        if not allowed:
+            raise HandshakeError(f"a WebSocket from origin {origin!r} is not allowed", 403)
+
+    def _accept(self, subprotocol: str | None, compression: bool | None, max_message: int | None,
+                origins: Collection[str] | Callable[[str], bool] | None) -> Generator[Any, Any, WebSocket]:
         self.check()
+        if origins is not None:
+            self.check_origin(origins)
         response, conn, opts = self._response, self._conn, self._server.options
         if self._accepted or response.headers_sent or response.pending is not None:
             raise RuntimeError("the response has already started; cannot upgrade it")
@@ -157,10 +187,10 @@ class WebSocketUpgrade:
             response = self._response
             response.headers_sent = True
             response.keep_alive = False
-            response.status = f"{exc.status} Bad Request"
+            reason = _REASONS.get(exc.status, "Bad Request")
+            response.status = f"{exc.status} {reason}"
             extra = "Sec-WebSocket-Version: 13\r\n" if exc.status == 426 else ""
-            data = _http.simple_response(exc.status, "Upgrade Required" if exc.status == 426
-                                         else "Bad Request", f"{exc}\n",
+            data = _http.simple_response(exc.status, reason, f"{exc}\n",
                                          server=self._server.options["ident"])
             if extra:
                 data = data.replace(b"\r\n", b"\r\n" + extra.encode(), 1)
