@@ -566,7 +566,7 @@ class WSGIServer:
                 else:
                     self.sched.forget_fd(conn.fd, _Drain())
         for ws in list(self._websockets):
-            self.sched.add(ws._going_away)
+            self.sched.add(ws.going_away)
         if grace is not None:
             self._grace_deadline = _monotonic() + grace
         if self._conns and grace is not None:
@@ -925,7 +925,7 @@ class WSGIServer:
                 spool.close()
         if response.switched is not None:
             # the connection speaks another protocol now: finish it, then close
-            yield from response.switched._finish(not ok)
+            yield from response.switched.finish(not ok)
             if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
                 self._log_access(environ, head, response, started)
             return False

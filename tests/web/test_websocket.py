@@ -293,6 +293,47 @@ def test_handshake_error_reaches_a_gate_app(live_server: Any) -> None:
     assert isinstance(seen.get(timeout=T), HandshakeError)
 
 
+@pytest.mark.parametrize("origins", [["https://good.example"], "HTTPS://Good.Example/",
+                                     lambda origin: origin.endswith(".example")],
+                         ids=["list", "one-string", "function"])
+def test_origins_lets_the_allowed_pages_in_and_refuses_others_with_403(live_server: Any,
+                                                                       origins: Any) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        return environ["cogen"].websocket.serve(gen_handler, origins=origins)
+
+    live = live_server(app)
+    with connect(ws_url(live), origin="https://good.example", open_timeout=T) as ws:
+        ws.send("abc")
+        assert ws.recv(T) == "cba"
+    with connect(ws_url(live), open_timeout=T) as ws:  # no Origin: not a browser
+        ws.send("no origin")
+        assert ws.recv(T) == "nigiro on"
+    from websockets.exceptions import InvalidStatus
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(live), origin="https://evil.test", open_timeout=T)
+    assert refused.value.response.status_code == 403
+    assert b"not allowed" in refused.value.response.body
+
+
+def test_an_origin_refusal_reaches_a_gate_app_as_a_403_handshake_error(live_server: Any) -> None:
+    seen: queue.Queue[Any] = queue.Queue()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[Any]:
+        gate = environ["cogen"]
+        yield gate.websocket.accept(origins=["https://good.example"])
+        seen.put(gate.result)
+        start_response(f"{gate.result.status} Forbidden", [("Content-Type", "text/plain")])
+        yield b"go away"
+
+    live = live_server(app)
+    from websockets.exceptions import InvalidStatus
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(live), origin="https://evil.test", open_timeout=T)
+    assert refused.value.response.status_code == 403
+    error = seen.get(timeout=T)
+    assert isinstance(error, HandshakeError) and error.status == 403
+
+
 # -- limits and faults ------------------------------------------------------------------
 def raw_upgrade(live: Any) -> socket.socket:
     sock = socket.create_connection((live.host, live.port), timeout=T)
@@ -488,3 +529,48 @@ def test_with_threads_served_websockets_do_not_hold_the_apps_threads(live_server
         for n, ws in enumerate(sockets):  # all six open at once, on two threads
             ws.send(f"socket {n}")
         assert [ws.recv(T) for ws in sockets] == [f"socket {n}"[::-1] for n in range(6)]
+
+
+def test_writers_waiting_for_the_socket_all_end_when_the_client_goes_away(live_server: Any) -> None:
+    """One coroutine holds the socket, two wait in line; the client resets: all three see ConnectionClosed.
+
+    When the connection is lost, every writer in the line must be woken and
+    told, not only the next one (the third used to wait forever).
+    """
+    outcomes: queue.Queue[Any] = queue.Queue()
+    huge = os.urandom(16 * 1024 * 1024)  # far more than the socket buffers hold
+
+    @coroutine
+    def sender(ws: Any, n: int, data: bytes) -> Any:
+        try:
+            while True:
+                yield ws.send(data, timeout=T)
+        except BaseException as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcomes.put((n, exc))
+
+    @coroutine
+    def handler(ws: Any) -> Any:
+        first = yield events.AddCoro(sender, args=(ws, 0, huge))
+        while not ws._writer.sending:  # the first is stuck in its send: the socket is full
+            yield events.Sleep(0)
+        others = []
+        for n in (1, 2):
+            others.append((yield events.AddCoro(sender, args=(ws, n, b"x"))))
+        yield events.Sleep(0)
+        assert len(ws._writer.queue) == 2, "the two other writers should wait in line"
+        outcomes.put("queued")
+        for child in [first, *others]:
+            yield events.Join(child, timeout=T)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        return environ["cogen"].websocket.serve(handler, compression=False)
+
+    live = live_server(app)
+    sock = raw_upgrade(live)
+    assert outcomes.get(timeout=T) == "queued"
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # a reset: the writer holding the socket fails, the waiting ones must hear of it
+    seen = sorted(outcomes.get(timeout=T) for _ in range(3))
+    assert [n for n, _ in seen] == [0, 1, 2]
+    for n, exc in seen:
+        assert isinstance(exc, ConnectionClosed), (n, exc)

@@ -1,40 +1,13 @@
-"""WebSocket (RFC 6455) for WSGI applications, with coroutine send and receive.
+"""One accepted WebSocket: framing, receive and send as operations, pings, the close handshake.
 
-Theory of operation
--------------------
-A request that asks for an upgrade (``Upgrade: websocket``) reaches the
-application as an ordinary WSGI call; ``environ['cogen'].websocket`` (a
-:class:`WebSocketUpgrade`, true for such a request) lets it take the
-connection over. Its :meth:`~WebSocketUpgrade.accept` is an operation: when
-the application yields it, the server checks the handshake (RFC 6455
-§4.2.1), negotiates a subprotocol and per-message deflate (RFC 7692), sends
-``101 Switching Protocols`` and hands the socket, with any bytes already
-read past the request head, to a :class:`WebSocket`. From then on the
-connection speaks frames until the application's response ends, when the
-server finishes the close handshake and closes the connection.
-
-The :class:`WebSocket` owns the framing (``wsproto``, sans-IO) and the
-socket. Its operations are coroutines the application yields (or awaits):
-:meth:`~WebSocket.receive` reads frames until a whole message is there,
-answering pings and the peer's close on the way; :meth:`~WebSocket.send`
-waits while the client does not read (backpressure: the kernel's socket
-buffer is the only queue, so a client that stops reading holds the sender,
-not the server's memory). While a receive waits, the server pings an idle
-client every ``websocket_ping_interval`` seconds and gives up on it after
-``websocket_ping_timeout`` more. Limits: a message over
-``websocket_max_message`` bytes is refused with 1009, invalid UTF-8 in a
-text message with 1007, any other protocol error with 1002; each raises
-:class:`ConnectionClosed` in the receiving coroutine, with the code.
-
-Two ways to use it: yield the operations through the gate, reading each
-outcome from ``environ['cogen'].result`` as with every operation; or return
-``environ['cogen'].websocket.serve(handler)`` and write ``handler(ws)`` as a
-``@coroutine`` generator or an ``async def`` (``msg = await ws.receive()``).
+:class:`WebSocket` owns the wsproto state machine and the socket's read
+side; a :class:`FrameWriter` owns its write side (one writer at a time,
+control frames slipped in between messages). ``receive()`` and ``send()``
+are operations with a fast path: a message already read, or a frame the
+socket takes at once, completes without a scheduler round trip.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import ssl
 import time
@@ -48,13 +21,11 @@ from cogen.core.coroutines import Coroutine
 from cogen.core.events import OperationTimeout, TimedOperation
 from cogen.core.io import PARKED, WOULD_BLOCK, ClientDisconnected, WaitIO, send_all
 from cogen.core.util import PENDING
-from cogen.errors import CogenError
-from cogen.web import http as _http
 
 if TYPE_CHECKING:
     from wsproto.connection import Connection
 
-__all__ = ["ConnectionClosed", "HandshakeError", "WebSocket", "WebSocketUpgrade"]
+__all__ = ["ConnectionClosed", "FrameWriter", "WebSocket", "load_wsproto"]
 
 log = logging.getLogger("cogen.web.websocket")
 _monotonic = time.monotonic
@@ -68,7 +39,7 @@ ABNORMAL = 1006
 _INFLATE_SLICE = 4096
 
 
-#: wsproto's names, bound by :func:`_load_wsproto` at the first upgrade (it is an optional extra)
+#: wsproto's names, bound by :func:`load_wsproto` at the first upgrade (it is an optional extra)
 _OPEN: Any = None
 _REMOTE_CLOSING: Any = None
 _CLOSED: Any = None
@@ -79,7 +50,7 @@ _Ping: Any = None
 _CloseConnection: Any = None
 
 
-def _load_wsproto() -> None:
+def load_wsproto() -> None:
     """Import wsproto once; RuntimeError naming the extra when it is missing."""
     global _OPEN, _REMOTE_CLOSING, _CLOSED, _Message, _TextMessage, _BytesMessage, _Ping, _CloseConnection
     if _OPEN is not None:
@@ -111,166 +82,90 @@ class ConnectionClosed(_SocketConnectionClosed):
         self.reason = reason
 
 
-class HandshakeError(CogenError):
-    """The request cannot be upgraded; ``status`` is the HTTP status to answer with."""
+class FrameWriter:
+    """The write side of one WebSocket: whole frames, one writer at a time.
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _tokens(value: str | None) -> list[str]:
-    return [t.strip().lower() for t in (value or "").split(",") if t.strip()]
-
-
-class WebSocketUpgrade:
-    """``environ['cogen'].websocket``: take a request's connection over as a WebSocket.
-
-    True (``bool()``) when the request asks for a WebSocket upgrade
-    (``Upgrade: websocket``); an application answers other requests as
-    usual. ``subprotocols`` lists what the client offered, in its order.
+    A message frame goes out whole before the next one starts; control
+    frames (pongs, close answers) wait in :attr:`out` until the socket is
+    free and go out first. The socket's buffer is the only queue: a writer
+    that cannot send it all waits for the socket (with the send timeout).
     """
 
-    def __init__(self, server: Any = None, conn: Any = None, response: Any = None,
-                 environ: dict[str, Any] | None = None) -> None:
-        self._server = server
-        self._conn = conn
-        self._response = response
-        self._environ = environ if environ is not None else {}
-        self._accepted = False
-        self.requested = "websocket" in _tokens(self._environ.get("HTTP_UPGRADE"))
-        self.subprotocols = [p.strip() for p in self._environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "")
-                             .split(",") if p.strip()]
+    __slots__ = ("out", "queue", "sched", "send_timeout", "sending", "sock", "wwait")
 
-    def __bool__(self) -> bool:
-        return self.requested
+    def __init__(self, sched: Any, sock: Any, fd: int, send_timeout: float | None) -> None:
+        self.sched = sched
+        self.sock = sock
+        self.wwait = WaitIO(fd, sock)
+        self.send_timeout = send_timeout
+        #: control frames (and the unsent tail of a frame) not sent yet
+        self.out = b""
+        #: a writer holds the socket
+        self.sending = False
+        #: coroutines waiting for the socket, in order
+        self.queue: deque[Coroutine] = deque()
 
-    def check(self) -> None:
-        """Raise :class:`HandshakeError` unless the request is a valid upgrade (RFC 6455 §4.2.1)."""
-        env = self._environ
-        if not self.requested or self._server is None:
-            raise HandshakeError("not a WebSocket upgrade request (no 'Upgrade: websocket')")
-        if env.get("REQUEST_METHOD") != "GET" or env.get("SERVER_PROTOCOL") != "HTTP/1.1":
-            raise HandshakeError("a WebSocket upgrade must be an HTTP/1.1 GET")
-        if "upgrade" not in _tokens(env.get("HTTP_CONNECTION")):
-            raise HandshakeError("a WebSocket upgrade needs 'Connection: Upgrade'")
-        version = env.get("HTTP_SEC_WEBSOCKET_VERSION", "").strip()
-        if not version:
-            raise HandshakeError("a WebSocket upgrade needs Sec-WebSocket-Version")
-        if version != "13":
-            raise HandshakeError(f"unsupported Sec-WebSocket-Version {version!r} (this server speaks 13)",
-                                 426)
-        key = env.get("HTTP_SEC_WEBSOCKET_KEY", "").strip()
-        try:
-            if len(base64.b64decode(key, validate=True)) != 16:
-                raise ValueError
-        except (ValueError, binascii.Error):
-            raise HandshakeError(f"invalid Sec-WebSocket-Key {key!r}") from None
-        if env.get("CONTENT_LENGTH") not in (None, "", "0") or "HTTP_TRANSFER_ENCODING" in env:
-            raise HandshakeError("a WebSocket upgrade request has no body")
+    def control(self, data: bytes) -> None:
+        """Send a control frame now if the socket is free, else after the current writer."""
+        self.out += data
+        if not self.sending:
+            self.flush()
 
-    def accept(self, subprotocol: str | None = None, *, compression: bool | None = None,
-               max_message: int | None = None) -> Coroutine:
-        """The operation that upgrades the connection; result: the :class:`WebSocket`.
-
-        Args:
-            subprotocol: one of :attr:`subprotocols` to agree on (None: none).
-            compression: negotiate per-message deflate if the client offers
-                it (default: the server's ``websocket_compression`` option).
-            max_message: the largest message to accept, in bytes (default:
-                ``websocket_max_message``).
-        Raises (in the coroutine): :class:`HandshakeError` if the request is
-        not a valid upgrade (nothing is sent: the application answers, with
-        ``error.status``), ``ValueError`` for a subprotocol the client did not
-        offer, ``RuntimeError`` if the response has started or it was
-        accepted already.
-        """
-        return Coroutine(self._accept, subprotocol, compression, max_message)
-
-    def _accept(self, subprotocol: str | None, compression: bool | None,
-                max_message: int | None) -> Generator[Any, Any, WebSocket]:
-        self.check()
-        response, conn, opts = self._response, self._conn, self._server.options
-        if self._accepted or response.headers_sent or response.pending is not None:
-            raise RuntimeError("the response has already started; cannot upgrade it")
-        if subprotocol is not None and subprotocol not in self.subprotocols:
-            raise ValueError(f"subprotocol {subprotocol!r} was not offered (offered: {self.subprotocols})")
-        _load_wsproto()
-        from wsproto.connection import Connection, ConnectionType
-        from wsproto.extensions import PerMessageDeflate
-        from wsproto.handshake import server_extensions_handshake
-        from wsproto.utilities import generate_accept_token
-        self._accepted = True
-        lines = [b"HTTP/1.1 101 Switching Protocols", b"Upgrade: websocket", b"Connection: Upgrade",
-                 b"Sec-WebSocket-Accept: " + generate_accept_token(
-                     self._environ["HTTP_SEC_WEBSOCKET_KEY"].strip().encode("ascii"))]
-        if subprotocol is not None:
-            lines.append(b"Sec-WebSocket-Protocol: " + subprotocol.encode("latin-1"))
-        extensions: list[Any] = []
-        offers = self._environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
-        if offers and (opts["websocket_compression"] if compression is None else compression):
-            deflate = PerMessageDeflate()
-            agreed = server_extensions_handshake([o.strip() for o in offers.split(",")], [deflate])
-            if agreed is not None:
-                lines.append(b"Sec-WebSocket-Extensions: " + agreed)
-                extensions.append(deflate)
-        if opts["ident"]:
-            lines.append(b"Server: " + opts["ident"].encode("latin-1"))
-        response.status = "101 Switching Protocols"
-        response.headers_sent = True
-        response.has_body = False
-        response.keep_alive = False
-        unread, conn.buf = conn.buf, b""
-        ws = WebSocket(self._server, conn, Connection(ConnectionType.SERVER, extensions),
-                       subprotocol, bool(extensions),
-                       max_message if max_message is not None else opts["websocket_max_message"])
-        ws._raw = unread
-        response.switched = ws
-        yield from conn.send(b"\r\n".join(lines) + b"\r\n\r\n")
-        return ws
-
-    def serve(self, handler: Callable[[WebSocket], Any], subprotocol: str | None = None,
-              **accept_options: Any) -> list[Any]:
-        """A WSGI response that upgrades and runs ``handler(ws)`` as a coroutine.
-
-        ``handler`` is a ``@coroutine`` generator function or an ``async
-        def`` taking the :class:`WebSocket`; the connection is closed (with
-        1000, or 1011 if the handler failed) when it returns. A request that
-        cannot be upgraded gets the :class:`HandshakeError`'s status.
-        Return it from the application: ``return ws_upgrade.serve(chat)``.
-        """
-        # a list: with threads=N the server frees the app's thread once it returns
-        return [Coroutine(self._serve, handler, subprotocol, accept_options)]
-
-    def _serve(self, handler: Callable[[WebSocket], Any], subprotocol: str | None,
-               accept_options: dict[str, Any]) -> Generator[Any, Any, None]:
-        try:
-            ws = yield self.accept(subprotocol, **accept_options)
-        except HandshakeError as exc:
-            log.debug("WebSocket handshake refused: %s", exc)
-            response = self._response
-            response.headers_sent = True
-            response.keep_alive = False
-            response.status = f"{exc.status} Bad Request"
-            extra = "Sec-WebSocket-Version: 13\r\n" if exc.status == 426 else ""
-            data = _http.simple_response(exc.status, "Upgrade Required" if exc.status == 426
-                                         else "Bad Request", f"{exc}\n",
-                                         server=self._server.options["ident"])
-            if extra:
-                data = data.replace(b"\r\n", b"\r\n" + extra.encode(), 1)
-            yield from self._conn.send(data)
+    def flush(self) -> None:
+        """Send what the socket takes of the pending control frames; drop them if it failed."""
+        out = self.out
+        if not out:
             return
         try:
-            if getattr(handler, "is_cogen_coroutine", False):
-                yield handler(ws)
-            else:  # a generator function or an async def
-                yield Coroutine(handler, ws)
-        except ConnectionClosed:
-            pass
+            sent = self.sock.send(out)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        except OSError:
+            self.out = b""
+            return  # the receiver finds out at its next read
+        self.out = out[sent:]
 
+    def try_send(self, frame: bytes) -> int:
+        """Send what the socket takes now (pending control frames first); bytes left.
 
-#: ``environ['cogen'].websocket`` of a request that asks for no upgrade.
-NOT_REQUESTED = WebSocketUpgrade()
+        What is left stays in :attr:`out` for :meth:`write_rest`. Raises the
+        ``OSError`` of a failed send.
+        """
+        data = self.out + frame if self.out else frame
+        self.out = b""
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        left = len(data) - int(sent)
+        if left:
+            self.out = data[sent:]
+        return left
+
+    def write_rest(self, timeout: float | None) -> Generator[Any, Any, None]:
+        """Send the bytes left in :attr:`out`, waiting for the socket; then :meth:`release` it.
+
+        Raises ``ClientDisconnected`` if the peer went away, ``OperationTimeout``
+        after ``timeout`` (default: the send timeout).
+        """
+        try:
+            data, self.out = self.out, b""
+            yield from send_all(self.sock, self.wwait, data,
+                                timeout if timeout is not None else self.send_timeout)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Let go of the socket: pending control frames go out, the next writer goes on."""
+        self.sending = False
+        if self.out:
+            self.flush()
+        queue = self.queue
+        while queue:
+            waiting = queue.popleft()
+            if waiting.running:
+                self.sched.resume(waiting, None)
+                break
 
 
 class WebSocket:
@@ -289,10 +184,9 @@ class WebSocket:
     """
 
     def __init__(self, server: Any, conn: Any, proto: Connection, subprotocol: str | None,
-                 compressed: bool, max_message: int | None) -> None:
+                 compressed: bool, max_message: int | None, unread: bytes = b"") -> None:
         self._server = server
         self._sched = server.sched
-        self._conn = conn
         self._sock = conn.sock
         self._fd = conn.fd
         self._proto = proto
@@ -306,21 +200,16 @@ class WebSocket:
         self._ping_interval: float | None = opts["websocket_ping_interval"] or None
         self._ping_timeout: float | None = opts["websocket_ping_timeout"] or None
         self._close_timeout: float = opts["websocket_close_timeout"] or 0.0
-        self._send_timeout: float | None = conn.send_timeout
         self._is_tls = isinstance(self._sock, ssl.SSLSocket)
-        self._wwait = WaitIO(conn.fd, self._sock)
-        self._raw = b""
+        self._writer = FrameWriter(self._sched, self._sock, conn.fd, conn.send_timeout)
+        #: bytes read from the socket, not given to the parser yet
+        self._raw = unread
         self._drained = False
         self._want_write = False
         self._parts: list[Any] = []
         self._size = 0
         #: the coroutine parked in receive(), if any (one at a time)
         self._receiver: Any = None
-        #: a writer holds the socket (frames go out whole, one after the other)
-        self._sending = False
-        self._send_queue: deque[Coroutine] = deque()
-        #: control frames (pongs, close answers) not sent yet
-        self._out = b""
         self._last_seen = _monotonic()
         self._ping_sent: float | None = None
         self._ping_timer: Any = None
@@ -358,6 +247,28 @@ class WebSocket:
         Result: None. The TCP connection is closed when the response ends.
         """
         return Coroutine(self._close, code, reason)
+
+    # -- the server's side -------------------------------------------------------------
+    def finish(self, failed: bool) -> Generator[Any, Any, None]:
+        """After the application's response: close cleanly (1000, 1011 if it failed)."""
+        if not self.closed:
+            try:
+                yield from self._close(INTERNAL_ERROR if failed else NORMAL, "")
+            except (ConnectionClosed, OperationTimeout, ClientDisconnected):
+                pass
+            self._mark_closed(self.close_code or ABNORMAL, self.close_reason or "")
+
+    def going_away(self) -> Generator[Any, Any, None]:
+        """The server stops: tell the client (1001); the receiver sees its answer."""
+        if self.closed or self._proto.state is not _OPEN:
+            return
+        self.close_code, self.close_reason = GOING_AWAY, "the server is stopping"
+        try:
+            yield from self._send_frame(
+                lambda: self._proto.send(_CloseConnection(code=GOING_AWAY, reason="the server is stopping")),
+                None, ignore_errors=True)
+        except OperationTimeout:
+            pass
 
     # -- receiving (called by _Receive.process) ----------------------------------------
     def _receive_now(self) -> Any:
@@ -420,11 +331,11 @@ class WebSocket:
                         return "".join(parts)
                     return b"".join(parts)
             elif isinstance(event, _Ping):
-                self._control(proto.send(event.response()))
+                self._writer.control(proto.send(event.response()))
             elif isinstance(event, _CloseConnection):
                 if proto.state is _REMOTE_CLOSING:
                     # the peer closed: answer with the same code (RFC 6455 §5.5.1)
-                    self._control(proto.send(event.response()))
+                    self._writer.control(proto.send(event.response()))
                     self._mark_closed(event.code, event.reason or "")
                     raise ConnectionClosed(event.code, event.reason or "")
                 if proto.state is _CLOSED:  # the answer to our close
@@ -444,97 +355,57 @@ class WebSocket:
         log.debug("closing a WebSocket with %s: %s", code, reason)
         if self._proto.state is _OPEN:
             self.close_code, self.close_reason = code, reason
-            self._control(self._proto.send(_CloseConnection(code=code, reason=reason[:120])))
+            self._writer.control(self._proto.send(_CloseConnection(code=code, reason=reason[:120])))
         self._mark_closed(code, reason)
         self._conn_shutdown()
         raise ConnectionClosed(code, reason)
 
     # -- sending ----------------------------------------------------------------------
-    def _control(self, data: bytes) -> None:
-        """Send a control frame now if the socket is free, else after the current writer."""
-        self._out += data
-        if not self._sending:
-            self._flush_control()
-
-    def _flush_control(self) -> None:
-        out = self._out
-        if not out:
-            return
-        try:
-            sent = self._sock.send(out)
-        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-            sent = 0
-        except OSError:
-            self._out = b""
-            return  # the receiver finds out at its next read
-        self._out = out[sent:]
-
     def _try_send(self, frame: bytes) -> int:
-        """Send what the socket takes now (pending control frames first); bytes of ``frame`` left."""
-        data = self._out + frame if self._out else frame
-        self._out = b""
+        """The writer's try_send; a failed send closes the WebSocket (ConnectionClosed)."""
         try:
-            sent = self._sock.send(data)
-        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-            sent = 0
+            return self._writer.try_send(frame)
         except OSError as exc:
             self._lost(f"send failed: {exc}")
-        left = len(data) - int(sent)
-        if left:
-            self._out = data[sent:]  # _write_rest sends it
-        return left
+            raise  # not reached: _lost raises
 
     def _write_rest(self, timeout: float | None) -> Generator[Any, Any, None]:
-        """Send the bytes left in ``_out``; the caller took the socket (``_sending``)."""
+        """The writer's write_rest; a peer gone away closes the WebSocket (ConnectionClosed)."""
         try:
-            data, self._out = self._out, b""
-            yield from send_all(self._sock, self._wwait, data,
-                                timeout if timeout is not None else self._send_timeout)
+            yield from self._writer.write_rest(timeout)
         except ClientDisconnected as exc:
             self._lost(str(exc))
-        finally:
-            self._release()
 
     def _send_frame(self, make: Callable[[], bytes], timeout: float | None,
                     ignore_errors: bool = False) -> Generator[Any, Any, None]:
         """Wait for the socket, then send the frame ``make()`` builds (in order, whole)."""
-        while self._sending:
+        writer = self._writer
+        while writer.sending:
             me = _coroutines.current
             assert me is not None
-            self._send_queue.append(me)
+            writer.queue.append(me)
             yield PARKED
         if self.closed or self._proto.state is not _OPEN:
+            writer.release()  # pass the turn on: the next waiting writer finds it closed too
             if ignore_errors:
                 return
             raise ConnectionClosed(self.close_code or ABNORMAL, self.close_reason or "closing")
-        self._sending = True
+        writer.sending = True
         try:
             left = self._try_send(make())
         except ConnectionClosed:
-            self._release()
+            writer.release()
             if ignore_errors:
                 return
             raise
         if not left:
-            self._release()
+            writer.release()
             return
         try:
             yield from self._write_rest(timeout)
         except ConnectionClosed:
             if not ignore_errors:
                 raise
-
-    def _release(self) -> None:
-        """Let go of the socket: pending control frames go out, the next writer goes on."""
-        self._sending = False
-        if self._out:
-            self._flush_control()
-        queue = self._send_queue
-        while queue:
-            waiting = queue.popleft()
-            if waiting.running:
-                self._sched.resume(waiting, None)
-                break
 
     # -- pings ------------------------------------------------------------------------
     def _ping_tick(self) -> None:
@@ -555,8 +426,8 @@ class WebSocket:
             delay = due - now
         elif self._receiver is not None and now >= self._last_seen + interval:
             # only while a receive waits: else nobody would read the pong
-            if not self._sending and self._proto.state is _OPEN:
-                self._control(self._proto.send(_Ping(payload=b"cogen")))
+            if not self._writer.sending and self._proto.state is _OPEN:
+                self._writer.control(self._proto.send(_Ping(payload=b"cogen")))
                 self._ping_sent = now
             delay = self._ping_timeout or interval
         else:
@@ -606,27 +477,6 @@ class WebSocket:
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
-            pass
-
-    def _finish(self, failed: bool) -> Generator[Any, Any, None]:
-        """After the application's response: close cleanly (1000, 1011 if it failed)."""
-        if not self.closed:
-            try:
-                yield from self._close(INTERNAL_ERROR if failed else NORMAL, "")
-            except (ConnectionClosed, OperationTimeout, ClientDisconnected):
-                pass
-            self._mark_closed(self.close_code or ABNORMAL, self.close_reason or "")
-
-    def _going_away(self) -> Generator[Any, Any, None]:
-        """The server stops: tell the client (1001); the receiver sees its answer."""
-        if self.closed or self._proto.state is not _OPEN:
-            return
-        self.close_code, self.close_reason = GOING_AWAY, "the server is stopping"
-        try:
-            yield from self._send_frame(
-                lambda: self._proto.send(_CloseConnection(code=GOING_AWAY, reason="the server is stopping")),
-                None, ignore_errors=True)
-        except OperationTimeout:
             pass
 
     def __repr__(self) -> str:
@@ -696,17 +546,18 @@ class _Send(TimedOperation):
         if ws.closed or ws._proto.state is not _OPEN:
             raise ConnectionClosed(ws.close_code or ABNORMAL, ws.close_reason or "closing")
         event = self.data
-        if ws._sending:  # another writer holds the socket: wait for it in a coroutine
+        writer = ws._writer
+        if writer.sending:  # another writer holds the socket: wait for it in a coroutine
             return Coroutine(ws._send_frame, lambda: ws._proto.send(event),
                              self.send_timeout).process(sched, coro)
-        ws._sending = True
+        writer.sending = True
         try:
             left = ws._try_send(ws._proto.send(event))
         except BaseException:
-            ws._release()
+            writer.release()
             raise
         if not left:
-            ws._release()
+            writer.release()
             return None
         return Coroutine(ws._write_rest, self.send_timeout).process(sched, coro)
 
