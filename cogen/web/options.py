@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cogen.web._environ import check_proxy_headers
+from cogen.web.environ import check_proxy_headers
 
 __all__ = [
     "ALIASES",

@@ -52,12 +52,12 @@ from cogen.core.io import (
 )
 from cogen.core.schedulers import Scheduler
 from cogen.web import http as _http
-from cogen.web._body import BodySource, UnreadableInput, read_whole_body
-from cogen.web._environ import ERRORS, HEADER_KEYS, ProxyRules, decode_path, header_key
 from cogen.web._io import ServerClosing
-from cogen.web._response import Response
+from cogen.web.body import BodySource, UnreadableInput, read_whole_body
+from cogen.web.environ import ERRORS, HEADER_KEYS, ProxyRules, decode_path, header_key
 from cogen.web.extensions import CogenGate, OperationProxy, is_streaming_input
 from cogen.web.options import OPTIONS_BY_NAME, resolve_options
+from cogen.web.response import Response
 from cogen.web.websocket import WebSocketUpgrade
 
 __all__ = ["FileWrapper", "WSGIServer", "parse_bind"]

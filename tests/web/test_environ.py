@@ -1,4 +1,4 @@
-"""cogen/web/_environ.py: header names to environ keys, and what that costs a long-running server."""
+"""cogen/web/environ.py: header names to environ keys, and what that costs a long-running server."""
 from __future__ import annotations
 
 import os
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cogen.web import _environ
-from cogen.web._environ import header_key
+from cogen.web import environ as _environ
+from cogen.web.environ import header_key
 from tests.web._process import WAIT, ServerProcess, cogen_web, write_app
 
 pytestmark = pytest.mark.timeout(60)

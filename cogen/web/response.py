@@ -12,9 +12,9 @@ from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation, OperationTimeout
 from cogen.core.io import PARKED, ClientDisconnected, send_file
 from cogen.web import http as _http
-from cogen.web._body import Immediate
 from cogen.web._io import ServerClosing
 from cogen.web._watch import start_watch, stop_watch
+from cogen.web.body import Immediate
 
 __all__ = ["Response"]
 
