@@ -10,7 +10,8 @@ from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation
 from cogen.web.http import CONTINUE_RESPONSE, ChunkedDecoder
 
-__all__ = ["AsyncInput", "BodySource", "Immediate", "UnreadableInput", "read_whole_body"]
+__all__ = ["AsyncInput", "BodySource", "EmptyInput", "Immediate", "UnreadableInput", "read_whole_body"]
+
 
 class BodySource:
     """The body of one request, read off its connection piece by piece.
@@ -121,6 +122,27 @@ def read_whole_body(source: BodySource, memory_limit: int) -> Generator[Any, Any
         return io.BytesIO(parts[0] if len(parts) == 1 else b"".join(parts)), size
     spool.seek(0)
     return spool, size
+
+
+class EmptyInput:
+    """``wsgi.input`` of a request without a body."""
+
+    __slots__ = ()
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> EmptyInput:
+        return self
+
+    def __next__(self) -> bytes:
+        raise StopIteration
 
 
 class UnreadableInput(io.RawIOBase):

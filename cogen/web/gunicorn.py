@@ -124,7 +124,7 @@ class CogenWorker(Worker):  # type: ignore[misc]  # gunicorn is untyped
                          for listener in self.sockets]
         for srv in self._servers:
             # gunicorn runs this app in several processes (PEP 3333).
-            srv._base_environ["wsgi.multiprocess"] = self.cfg.workers > 1
+            srv.base_environ["wsgi.multiprocess"] = self.cfg.workers > 1
             srv.start()
         health = ProcessHealth(sched, self._servers, _blocked_threshold())
         self._is_stopping = False

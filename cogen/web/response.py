@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Generator
@@ -12,11 +14,10 @@ from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation, OperationTimeout
 from cogen.core.io import PARKED, ClientDisconnected, send_file
 from cogen.web import http as _http
-from cogen.web._io import ServerClosing
-from cogen.web._watch import start_watch, stop_watch
+from cogen.web._watch import ServerClosing, start_watch, stop_watch
 from cogen.web.body import Immediate
 
-__all__ = ["Response"]
+__all__ = ["FileWrapper", "Response"]
 
 error_log = logging.getLogger("cogen.web.error")
 _format_head = _http.format_response_head
@@ -503,3 +504,39 @@ class _InContext:
 
 def _threaded_next(iterator: Any) -> Any:
     return next(iterator, _DONE)
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterate a file in blocks, or let the server sendfile it.
+
+    The server sends regular files with ``os.sendfile`` from their current
+    position (up to the Content-Length, if the app set one); anything else is
+    iterated in ``blksize`` blocks. ``close()`` closes the file.
+    """
+
+    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> FileWrapper:
+        return self
+
+    def __next__(self) -> bytes:
+        data: bytes = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+    def sendfile_range(self) -> tuple[int, int, int] | None:
+        """``(fd, offset, size_left)`` if the file can be sent with sendfile, else None."""
+        try:
+            fd = self.filelike.fileno()
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            offset = self.filelike.tell()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+            return None
+        return fd, offset, max(0, st.st_size - offset)

@@ -214,11 +214,11 @@ class Master:
         return self._status
 
     def _bind(self) -> None:
-        from cogen.web.wsgi import WSGIServer
+        from cogen.web.server import listen_socket
         opts = resolve_options(self.options)
         for bind in self.binds:
             try:
-                self.sockets.append(WSGIServer._listen(bind, opts))
+                self.sockets.append(listen_socket(bind, opts))
             except (ValueError, OSError) as exc:
                 self._close_sockets()
                 if isinstance(exc, OSError):
@@ -616,7 +616,7 @@ def _serve_worker(app: Any, sockets: Sequence[socket.socket], options: dict[str,
         if limit:
             srv.on_request_served = on_served
         # Several processes serve this app: PEP 3333's wsgi.multiprocess.
-        srv._base_environ["wsgi.multiprocess"] = workers > 1
+        srv.base_environ["wsgi.multiprocess"] = workers > 1
         srv.start()
     stopping = False
 
