@@ -97,10 +97,12 @@ class BodySource:
             yield from conn.recv_more(self.timeout)
 
 
-def read_whole_body(source: BodySource, memory_limit: int) -> Generator[Any, Any, tuple[Any, int]]:
+def read_whole_body(source: BodySource,
+                    memory_limit: int | None) -> Generator[Any, Any, tuple[Any, int]]:
     """Read all of ``source`` into a file-like (BytesIO, or a temp file beyond ``memory_limit``).
 
-    Returns ``(stream positioned at 0, length)``.
+    ``memory_limit`` None keeps every body in memory (``max_body`` still
+    bounds it). Returns ``(stream positioned at 0, length)``.
     """
     parts = []
     size = 0
@@ -112,7 +114,7 @@ def read_whole_body(source: BodySource, memory_limit: int) -> Generator[Any, Any
         size += len(data)
         if spool is None:
             parts.append(data)
-            if size > memory_limit:
+            if memory_limit is not None and size > memory_limit:
                 spool = tempfile.TemporaryFile()
                 spool.write(b"".join(parts))
                 parts = []
