@@ -197,14 +197,13 @@ class Connection:
         """Serve requests on this connection until it should close."""
         server = self.server
         opts = server.options
-        limits = server.limits
         parse = _parse_head
-        max_line = limits["max_request_line"]
-        max_bytes = limits["max_header_bytes"]
-        max_count = limits["max_header_count"]
-        max_body = limits["max_body"]
-        keepalive_timeout = opts["keepalive_timeout"]
-        header_timeout = opts["header_timeout"]
+        max_line = opts.max_request_line
+        max_bytes = opts.max_header_bytes or 1 << 62
+        max_count = opts.max_header_count
+        max_body = opts.max_body
+        keepalive_timeout = opts.keepalive_timeout
+        header_timeout = opts.header_timeout
         # Only the peer's address is kept per connection: an idle keep-alive
         # connection should hold as little memory as possible.
         if isinstance(addr, tuple):
@@ -317,7 +316,7 @@ class Connection:
         self.linger = linger
         try:
             yield from self.send(_http.simple_response(exc.status_code, exc.reason,
-                                                       server=self.server.options["ident"]))
+                                                       server=self.server.options.ident))
         except (ClientDisconnected, OperationTimeout):
             pass
 
@@ -341,17 +340,16 @@ class Connection:
         spool = None
         if head.content_length or head.chunked:
             opts = server.options
-            limits = server.limits
             # a trailer section is held to the head's limits
             source = BodySource(self, head.content_length, head.chunked, head.expect_continue,
-                                opts["max_body"], opts["body_timeout"],
-                                limits["max_header_bytes"], limits["max_header_count"])
+                                opts.max_body, opts.body_timeout,
+                                opts.max_header_bytes or 1 << 62, opts.max_header_count)
             if server.stream_input:
                 environ["wsgi.input"] = UnreadableInput()
                 gate = CogenGate(server.sched, environ, head.content_length, None, source)
             else:
                 try:
-                    stream, length = yield from read_whole_body(source, opts["body_buffer"])
+                    stream, length = yield from read_whole_body(source, opts.body_buffer)
                 except _RemoteProtocolError as exc:
                     yield from self.reject(exc, peer[0])
                     return False
@@ -391,7 +389,7 @@ class Connection:
             # the connection speaks another protocol now: finish it, then close
             yield from response.switched._finish(not ok)
             if server.access_log_enabled and access_log.isEnabledFor(logging.INFO):
-                log_access(server.options["access_log_format"], environ, head, response, started)
+                log_access(server.options.access_log_format, environ, head, response, started)
             return False
         if source is not None and not source.done:
             # The app left part of a streamed body unread: read a bounded
@@ -401,13 +399,13 @@ class Connection:
                 and (yield from drain_body(source))
             self.linger = not ok
         if server.access_log_enabled and access_log.isEnabledFor(logging.INFO):
-            log_access(server.options["access_log_format"], environ, head, response, started)
+            log_access(server.options.access_log_format, environ, head, response, started)
         return ok and response.keep_alive
 
     def simple(self, code: int, reason: str, head: _http.RequestHead,
                keep_open: bool) -> Generator[Any, Any, None]:
         """Answer with a short plain-text response of the server's own (no body for HEAD)."""
-        data = _http.simple_response(code, reason, server=self.server.options["ident"],
+        data = _http.simple_response(code, reason, server=self.server.options.ident,
                                      close=not keep_open)
         if head.method == "HEAD":
             data = data[:data.index(b"\r\n\r\n") + 4]
@@ -420,12 +418,12 @@ def serve_connection(server: WSGIServer, sock: Any, addr: Any) -> Generator[Any,
     Registers the connection with ``server`` (``connection_opened``) for
     the stop and the figures, and unregisters and closes it on every path.
     """
-    conn = Connection(server, sock, server.options["send_timeout"])
+    conn = Connection(server, sock, server.options.send_timeout)
     conn.coro = _coroutines.current
     server.connection_opened(conn)
     try:
         if server.ssl_context is not None:
-            yield from conn.handshake(server.ssl_context, server.options["header_timeout"])
+            yield from conn.handshake(server.ssl_context, server.options.header_timeout)
         try:
             yield from conn.requests(addr)
         except Drain:

@@ -367,7 +367,7 @@ class Response:
         # the cache is shared by every server in the process: the key holds
         # everything of the server's that goes into a head (its Server field)
         key = (status, total, request.method == "HEAD", request.version, request.keep_alive,
-               server.is_closing, server.options["ident"], *self.headers)
+               server.is_closing, server.options.ident, *self.headers)
         date = _http_date()
         if date is not _cache_state[0]:
             _HEAD_CACHE.clear()
@@ -400,7 +400,7 @@ class Response:
                 headers = headers + [("Content-Length", str(total))]
         server = self.server
         return _format_head(status, headers, request=self.head, keep_alive=not server.is_closing,
-                            server=server.options["ident"])
+                            server=server.options.ident)
 
     def _send(self, data: bytes, total: int | None) -> Generator[Any, Any, None]:
         """Send a piece of body (the head first if not sent yet)."""
@@ -441,7 +441,7 @@ class Response:
             out += b"%x\r\n" % size
         if out:
             yield from self.conn.send(out)
-        timeout = self.server.options["sendfile_timeout"] or self.conn.send_timeout
+        timeout = self.server.options.sendfile_timeout or self.conn.send_timeout
         sent = yield from send_file(self.conn.sock, self.conn.waiter, fd, offset, size, timeout)
         self.body_sent += sent
         if self.left is not None:
@@ -473,7 +473,7 @@ class Response:
             self.status = "500 Internal Server Error"
             self.headers_sent = True
             data = _http.simple_response(500, "Internal Server Error", b"Internal Server Error\n",
-                                         server=self.server.options["ident"])
+                                         server=self.server.options.ident)
             if head.method == "HEAD":
                 data = data[:data.index(b"\r\n\r\n") + 4]
             yield from self.conn.send(data)

@@ -21,6 +21,7 @@ loop. docs/internals.rst follows one request through the modules.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import logging
 import os
 import socket
@@ -41,7 +42,7 @@ from cogen.web._watch import ServerClosing
 from cogen.web.connection import Connection, Drain, serve_connection
 from cogen.web.environ import ERRORS, ProxyRules
 from cogen.web.extensions import is_streaming_input
-from cogen.web.options import resolve_options
+from cogen.web.options import ServerOptions, resolve_server_options
 from cogen.web.response import FileWrapper
 
 __all__ = ["SPARE_AGE", "WSGIServer", "listen_socket", "parse_bind"]
@@ -93,7 +94,7 @@ def parse_bind(bind: Any) -> tuple[int, Any]:
     return family, (host, addr[1])
 
 
-def listen_socket(bind_addr: Any, opts: dict[str, Any]) -> socket.socket:
+def listen_socket(bind_addr: Any, opts: ServerOptions) -> socket.socket:
     """A listening socket for ``bind_addr`` (see :func:`parse_bind`), made with ``opts``.
 
     A socket object (or a :class:`cogen.core.sockets.Socket`) is returned as
@@ -116,28 +117,28 @@ def listen_socket(bind_addr: Any, opts: dict[str, Any]) -> socket.socket:
                 os.unlink(addr)
         else:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if opts["reuse_port"] and hasattr(socket, "SO_REUSEPORT"):
+            if opts.reuse_port and hasattr(socket, "SO_REUSEPORT"):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(addr)
         if family == socket.AF_UNIX:
-            _set_socket_owner(addr, opts.get("unix_socket_mode"), opts.get("unix_socket_group"))
-        sock.listen(opts["backlog"])
+            _set_socket_owner(addr, opts.unix_socket_mode, opts.unix_socket_group)
+        sock.listen(opts.backlog)
     except BaseException:
         sock.close()
         raise
     return sock
 
 
-def _ssl_context(opts: dict[str, Any]) -> ssl.SSLContext | None:
+def _ssl_context(opts: ServerOptions) -> ssl.SSLContext | None:
     """The TLS context of the options (``ssl_context``, or one loaded from ``certfile``), or None."""
-    if opts["ssl_context"] is not None:
-        given: ssl.SSLContext = opts["ssl_context"]
+    if opts.ssl_context is not None:
+        given: ssl.SSLContext = opts.ssl_context
         return given
-    if opts["certfile"]:
+    if opts.certfile:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(opts["certfile"], opts["keyfile"])
+        ctx.load_cert_chain(opts.certfile, opts.keyfile)
         return ctx
     return None
 
@@ -164,34 +165,34 @@ class WSGIServer:
 
     def __init__(self, bind_addr: Any, app: Callable[..., Any], scheduler: Scheduler | None = None,
                  server_name: str | None = None, **options: Any) -> None:
-        opts = resolve_options(options)
+        opts = resolve_server_options(options)
         if server_name is not None:
-            opts["server_name"] = server_name
+            opts = dataclasses.replace(opts, server_name=server_name)
         self.options = opts
         self.app = app
-        self.sched = scheduler if scheduler is not None else Scheduler(broker=opts["broker"])
-        if scheduler is not None and opts["broker"] is not None:
-            install_broker(scheduler, opts["broker"])
+        self.sched = scheduler if scheduler is not None else Scheduler(broker=opts.broker)
+        if scheduler is not None and opts.broker is not None:
+            install_broker(scheduler, opts.broker)
         # A socket we are handed is the caller's: closing ours must not unlink its path.
         self._owns_path = not isinstance(bind_addr, socket.socket) and not isinstance(
             getattr(bind_addr, "raw", None), socket.socket)
         # what can fail on a bad option comes before binding, so that an
         # error leaves no listening socket behind
         self.ssl_context = _ssl_context(opts)
-        self.proxies = ProxyRules(opts["trusted_proxy"], opts["trusted_proxy_headers"],
-                                  opts["clear_untrusted_proxy_headers"])
+        self.proxies = ProxyRules(opts.trusted_proxy, opts.trusted_proxy_headers,
+                                  opts.clear_untrusted_proxy_headers)
         self.socket = listen_socket(bind_addr, opts)
         self.socket.setblocking(False)
         self.address = self.socket.getsockname()
-        self.url_prefix = (opts["url_prefix"] or "").rstrip("/")
-        self.threads = opts["threads"]
-        self.thread_affinity = opts["thread_affinity"]
-        self.stream_input = opts["stream_input"] or is_streaming_input(app)
-        self.access_log_enabled = opts["access_log"]
+        self.url_prefix = (opts.url_prefix or "").rstrip("/")
+        self.threads = opts.threads
+        self.thread_affinity = opts.thread_affinity
+        self.stream_input = opts.stream_input or is_streaming_input(app)
+        self.access_log_enabled = opts.access_log
         # environ['cogen'] is not a str under an undotted key, which
         # wsgiref.validate rejects (it takes undotted keys for CGI
         # variables): left out for an app wrapped in the validator.
-        self.cogen_key = (opts["cogen_key"] if opts["cogen_key"] is not None
+        self.cogen_key = (opts.cogen_key if opts.cogen_key is not None
                           else not _wraps_validator(app))
         self._pool: Any = None
         self._conns: dict[int, Connection] = {}
@@ -211,13 +212,6 @@ class WSGIServer:
         self._grace_timer: Any = None
         #: when the grace period of a stop ends (None: no stop, or no bound)
         self.grace_deadline: float | None = None
-        #: the request head limits, as parse_request_head takes them
-        self.limits = {
-            "max_request_line": opts["max_request_line"],
-            "max_header_bytes": opts["max_header_bytes"] or 1 << 62,
-            "max_header_count": opts["max_header_count"],
-            "max_body": opts["max_body"],
-        }
         #: what every request's environ starts from (a copy of it)
         self.base_environ = _base_environ(self)
         #: every request runs in a fresh copy of this context (serve() makes it its own)
@@ -280,7 +274,7 @@ class WSGIServer:
         waiter = WaitIO(lsock.fileno(), lsock)
         add = self.sched.add
         handle = serve_connection
-        max_conns = self.options["max_connections"]
+        max_conns = self.options.max_connections
         is_unix = lsock.family == socket.AF_UNIX
         nodelay = socket.TCP_NODELAY
         ipproto = socket.IPPROTO_TCP
@@ -334,9 +328,9 @@ class WSGIServer:
         if lsock.fileno() < 0:
             return
         is_unix = lsock.family == socket.AF_UNIX
-        room = max(1, self.options["backlog"])
-        if self.options["max_connections"]:
-            room = min(room, self.options["max_connections"] - len(self._conns))
+        room = max(1, self.options.backlog)
+        if self.options.max_connections:
+            room = min(room, self.options.max_connections - len(self._conns))
         for _ in range(room):
             try:
                 sock, addr = lsock.accept()
@@ -448,7 +442,7 @@ class WSGIServer:
             conn.sock.close()
         except OSError:
             pass
-        if self.options["max_connections"] or self._backoff.failures:
+        if self.options.max_connections or self._backoff.failures:
             self.sched.add(_signal, (self, "slot"))
         if self.is_closing and not self._conns:
             if self._grace_timer is not None:
@@ -481,7 +475,7 @@ def _base_environ(server: WSGIServer) -> dict[str, Any]:
     else:
         name, port = addr[0], str(addr[1])
     return {
-        "SERVER_NAME": server.options["server_name"] or name,
+        "SERVER_NAME": server.options.server_name or name,
         "SERVER_PORT": port,
         "SCRIPT_NAME": server.url_prefix,
         "SERVER_SOFTWARE": "cogen",

@@ -208,14 +208,14 @@ class WebSocketUpgrade:
             lines.append(b"Sec-WebSocket-Protocol: " + subprotocol.encode("latin-1"))
         extensions: list[Any] = []
         offers = self._environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
-        if offers and (opts["websocket_compression"] if compression is None else compression):
+        if offers and (opts.websocket_compression if compression is None else compression):
             deflate = PerMessageDeflate()
             agreed = server_extensions_handshake([o.strip() for o in offers.split(",")], [deflate])
             if agreed is not None:
                 lines.append(b"Sec-WebSocket-Extensions: " + agreed)
                 extensions.append(deflate)
-        if opts["ident"]:
-            lines.append(b"Server: " + opts["ident"].encode("latin-1"))
+        if opts.ident:
+            lines.append(b"Server: " + opts.ident.encode("latin-1"))
         response.status = "101 Switching Protocols"
         response.headers_sent = True
         response.has_body = False
@@ -223,7 +223,7 @@ class WebSocketUpgrade:
         unread, conn.buf = conn.buf, b""
         ws = WebSocket(self._server, conn, Connection(ConnectionType.SERVER, extensions),
                        subprotocol, bool(extensions),
-                       max_message if max_message is not None else opts["websocket_max_message"])
+                       max_message if max_message is not None else opts.websocket_max_message)
         ws._raw = unread
         response.switched = ws
         yield from conn.send(b"\r\n".join(lines) + b"\r\n\r\n")
@@ -255,7 +255,7 @@ class WebSocketUpgrade:
             extra = "Sec-WebSocket-Version: 13\r\n" if exc.status == 426 else ""
             data = _http.simple_response(exc.status, "Upgrade Required" if exc.status == 426
                                          else "Bad Request", f"{exc}\n",
-                                         server=self._server.options["ident"])
+                                         server=self._server.options.ident)
             if extra:
                 data = data.replace(b"\r\n", b"\r\n" + extra.encode(), 1)
             yield from self._conn.send(data)
@@ -303,9 +303,9 @@ class WebSocket:
         self.close_code: int | None = None
         self.close_reason: str | None = None
         opts = server.options
-        self._ping_interval: float | None = opts["websocket_ping_interval"] or None
-        self._ping_timeout: float | None = opts["websocket_ping_timeout"] or None
-        self._close_timeout: float = opts["websocket_close_timeout"] or 0.0
+        self._ping_interval: float | None = opts.websocket_ping_interval or None
+        self._ping_timeout: float | None = opts.websocket_ping_timeout or None
+        self._close_timeout: float = opts.websocket_close_timeout or 0.0
         self._send_timeout: float | None = conn.send_timeout
         self._is_tls = isinstance(self._sock, ssl.SSLSocket)
         self._wwait = WaitIO(conn.fd, self._sock)

@@ -82,7 +82,7 @@ from cogen.web._heartbeat import (
     write_module_files,
 )
 from cogen.web.cli import UsageError, load_app
-from cogen.web.options import resolve_options
+from cogen.web.options import resolve_server_options
 
 __all__ = ["Master", "run_master"]
 
@@ -215,7 +215,7 @@ class Master:
 
     def _bind(self) -> None:
         from cogen.web.server import listen_socket
-        opts = resolve_options(self.options)
+        opts = resolve_server_options(self.options)
         for bind in self.binds:
             try:
                 self.sockets.append(listen_socket(bind, opts))

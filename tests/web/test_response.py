@@ -15,7 +15,7 @@ from cogen.core.schedulers import Scheduler
 from cogen.web.body import EmptyInput
 from cogen.web.extensions import CogenGate
 from cogen.web.http import parse_request_head
-from cogen.web.options import resolve_options
+from cogen.web.options import resolve_server_options
 from cogen.web.response import Response
 
 pytestmark = pytest.mark.timeout(30)
@@ -41,7 +41,7 @@ class FakeConnection:
 class FakeServer:
     def __init__(self, app: Any, **options: Any) -> None:
         self.app = app
-        self.options = resolve_options(options)
+        self.options = resolve_server_options(options)
         self.is_closing = False
         self.sched = Scheduler()
 
