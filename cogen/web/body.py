@@ -16,14 +16,15 @@ __all__ = ["AsyncInput", "BodySource", "EmptyInput", "Immediate", "UnreadableInp
 class BodySource:
     """The body of one request, read off its connection piece by piece.
 
-    ``conn`` provides ``buf`` (received bytes not consumed yet) and the
-    generator methods ``recv_more(timeout)`` and ``send(data)``.
+    ``conn`` provides ``buf`` (received bytes not consumed yet), the
+    generator methods ``recv_more(timeout)`` and ``send(data)``, and
+    ``send_continue()`` (a :class:`~cogen.web.http.ConnectionState`: whether
+    ``100 Continue`` must go out before the body is read).
     """
 
     __slots__ = (
         "conn",
         "decoder",
-        "expect_continue",
         "pending",
         "received",
         "remaining",
@@ -31,13 +32,12 @@ class BodySource:
     )
 
     def __init__(self, conn: Any, content_length: int | None, chunked: bool,
-                 expect_continue: bool, max_body: int | None, timeout: float | None,
+                 max_body: int | None, timeout: float | None,
                  max_trailer_bytes: int = 65536, max_trailer_count: int = 100) -> None:
         self.conn = conn
         self.remaining = content_length or 0
         self.decoder = ChunkedDecoder(max_body=max_body, max_trailer_bytes=max_trailer_bytes,
                                       max_trailer_count=max_trailer_count) if chunked else None
-        self.expect_continue = expect_continue
         self.pending = b""
         self.received = 0
         self.timeout = timeout
@@ -91,8 +91,7 @@ class BodySource:
                     self.remaining = remaining - n
                     self.received += n
                     return bytes(data)
-            if self.expect_continue:
-                self.expect_continue = False
+            if conn.send_continue():
                 yield from conn.send(CONTINUE_RESPONSE)
             yield from conn.recv_more(self.timeout)
 

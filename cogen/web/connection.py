@@ -26,7 +26,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import cogen.core as _cogen_core
@@ -34,10 +34,11 @@ from cogen.core import coroutines as _coroutines
 from cogen.core.events import OperationTimeout
 from cogen.core.io import WANT_WRITE, WOULD_BLOCK, ClientDisconnected, WaitIO, handshake, recv_some, send_all
 from cogen.web import http as _http
-from cogen.web._watch import ServerClosing
+from cogen.web._watch import ServerClosing, stop_watch
 from cogen.web.body import BodySource, EmptyInput, UnreadableInput, read_whole_body
 from cogen.web.environ import request_environ
 from cogen.web.extensions import CogenGate, OperationProxy
+from cogen.web.http import DONE, IDLE, RECV_HEAD, SEND_BODY, ConnectionState
 from cogen.web.options import OPTIONS_BY_NAME
 from cogen.web.response import Response
 from cogen.web.websocket import WebSocketUpgrade
@@ -54,6 +55,8 @@ access_log = logging.getLogger("cogen.web.access")
 _RemoteProtocolError = _http.RemoteProtocolError
 _parse_head = _http.parse_request_head
 _monotonic = time.monotonic
+#: (it holds nothing: one serves every request without a body)
+_EMPTY_INPUT = EmptyInput()
 
 #: On a graceful stop, how long an idle keep-alive connection (or one
 #: accepted after the stop began) may still send its next request: a busy
@@ -73,8 +76,12 @@ class Drain(ServerClosing):
     """Thrown into an idle connection's coroutine at a graceful stop: serve one last request."""
 
 
-class Connection:
+class Connection(ConnectionState):
     """One client connection: what its coroutine shares with the body, response and watch code.
+
+    Its :class:`~cogen.web.http.ConnectionState` (the base class) says where
+    the connection is in its request cycle and decides keep-alive,
+    ``100 Continue`` and close; this class adds the socket and the loop.
 
     Args:
         server: the :class:`~cogen.web.server.WSGIServer` it belongs to
@@ -86,10 +93,11 @@ class Connection:
     ``send`` are the only socket I/O the body and response code do.
     """
 
-    __slots__ = ("accepted", "buf", "cancelled", "coro", "drained", "fd", "fresh", "head", "idle",
-                 "linger", "op", "peer", "send_timeout", "server", "sock", "waiter", "watcher")
+    __slots__ = ("accepted", "buf", "cancelled", "coro", "drained", "fd", "head", "op", "peer",
+                 "send_timeout", "server", "sock", "waiter", "watcher")
 
     def __init__(self, server: WSGIServer, sock: Any, send_timeout: float | None) -> None:
+        ConnectionState.__init__(self)
         self.server = server
         self.sock = sock
         self.fd = sock.fileno()
@@ -98,12 +106,7 @@ class Connection:
         # the last recv returned less than asked: the kernel had no more then
         self.drained = False
         self.send_timeout = send_timeout
-        self.idle = True
-        #: waiting for the first byte of the connection's first request
-        self.fresh = False
         self.accepted = _monotonic()
-        #: the client may still be sending: close with a lingering close
-        self.linger = False
         #: the coroutine watching the socket while the app waits (cogen.web._watch)
         self.watcher: Any = None
         self.coro: Any = None
@@ -122,8 +125,14 @@ class Connection:
         self.drained = len(data) < 262144
         self.buf = self.buf + data if self.buf else data
 
-    def send(self, data: bytes) -> Generator[Any, Any, int]:
-        """Send all of ``data``; returns its length."""
+    def send(self, data: bytes) -> Iterable[Any]:
+        """Send all of ``data``: ``yield from conn.send(data)``.
+
+        Sends what the socket takes at once, here; returns ``()`` when that
+        was all, else the generator that sends the rest (parking while the
+        client does not read, within ``send_timeout``). So the common send
+        costs no generator. Raises ClientDisconnected when the send fails.
+        """
         try:
             n = self.sock.send(data)
         except WANT_WRITE + WOULD_BLOCK:
@@ -131,9 +140,21 @@ class Connection:
         except OSError as exc:
             raise ClientDisconnected(f"send failed: {exc}") from exc
         if n == len(data):
-            return int(n)
-        yield from send_all(self.sock, self.waiter, memoryview(data)[n:], self.send_timeout)
-        return len(data)
+            return ()
+        return send_all(self.sock, self.waiter, memoryview(data)[n:], self.send_timeout)
+
+    def hand_over(self) -> bytes:
+        """Switch protocols: the socket (``sock``) is the new protocol's from now on.
+
+        Takes the connection off the disconnect watch and returns the bytes
+        received past the request head (the new protocol's first bytes), which
+        the connection forgets. When the response ends the connection lets the
+        new protocol finish, then closes.
+        """
+        self.switch_protocol()
+        stop_watch(self.server.sched, self)
+        unread, self.buf = self.buf, b""
+        return unread
 
     # -- the connection's life --------------------------------------------------------
     def linger_close(self) -> Generator[Any, Any, None]:
@@ -193,7 +214,7 @@ class Connection:
         deadline = _monotonic() + (timeout or 30.0)
         return (yield from handshake(tls, self.waiter, deadline, _monotonic))
 
-    def requests(self, addr: Any) -> Generator[Any, Any, None]:
+    def serve_requests(self, addr: Any) -> Generator[Any, Any, None]:
         """Serve requests on this connection until it should close."""
         server = self.server
         opts = server.options
@@ -215,6 +236,8 @@ class Connection:
         waiter = self.waiter
         is_tls = isinstance(self.sock, ssl.SSLSocket)
         first = True
+        # (a new connection is IDLE with no request yet: its first request is
+        # served even if shutdown began since the accept, for graceful restarts)
         # Request isolation (docs/server.rst): each request runs in a fresh
         # copy of the server's context. The connection's coroutine was started
         # in one; after each request it is given another, which the scheduler
@@ -224,10 +247,6 @@ class Connection:
         in_context = True
         while True:
             # -- wait for and read a request head --
-            # A new connection is not idle: its first request is served even
-            # if shutdown began since the accept (graceful restarts).
-            self.idle = not first
-            self.fresh = first
             if not self.buf:
                 if server.is_closing and not first:
                     # The last response announced keep-alive (its head went
@@ -263,7 +282,7 @@ class Connection:
                 self.drained = len(data) < 262144
                 self.buf = data
                 data = b""
-            self.idle = self.fresh = False
+            self.state = RECV_HEAD
             first = False
             try:
                 head = parse(self.buf, max_request_line=max_line, max_header_bytes=max_bytes,
@@ -295,16 +314,18 @@ class Connection:
             if not in_context:
                 yield None  # a pipelined request: step into its context first
             self.head = head
-            keep_open = yield from self.request(head, peer)
+            self.start_request(head)
+            yield from self.request(head, peer)
             server.requests_served += 1
             if server.on_request_served is not None:
                 server.on_request_served()
             head = self.head = None
-            if not keep_open:
-                # (during a stop every response says Connection: close,
-                # so the connection ends here unless its head was sent
-                # before the stop)
+            if self.state is not DONE:
+                # (MUST_CLOSE or SWITCHED_PROTOCOL; during a stop every
+                # response says Connection: close, so the connection ends
+                # here unless its head was sent before the stop)
                 return
+            self.state = IDLE  # the next cycle
             coro.ctx = base_context.copy()
             in_context = False
 
@@ -313,7 +334,7 @@ class Connection:
         """Answer a request the server refuses with ``exc``'s status; the connection then closes."""
         log.debug("rejecting request from %s: %s %s", addr, exc.status_code, exc)
         # a client that timed out is not sending: no need to linger for it
-        self.linger = linger
+        self.must_close(linger)
         try:
             yield from self.send(_http.simple_response(exc.status_code, exc.reason,
                                                        server=self.server.options.ident))
@@ -321,8 +342,8 @@ class Connection:
             pass
 
     # -- one request ----------------------------------------------------------------
-    def request(self, head: _http.RequestHead, peer: tuple[str, str]) -> Generator[Any, Any, bool]:
-        """Serve one request; returns True to keep the connection open."""
+    def request(self, head: _http.RequestHead, peer: tuple[str, str]) -> Generator[Any, Any, None]:
+        """Serve one request; the state then says whether the connection goes on."""
         server = self.server
         started = _monotonic() if server.access_log_enabled else 0.0
         environ = request_environ(server.base_environ, head, peer, server.url_prefix,
@@ -330,10 +351,12 @@ class Connection:
         if environ is None:
             # outside the url prefix: the body is not read, so the connection
             # cannot go on after it
-            keep_open = head.keep_alive and not (head.content_length or head.chunked)
-            self.linger = not keep_open
+            keep_open = self.keep_alive and self.state is SEND_BODY
+            if not keep_open:
+                self.must_close(linger=True)
             yield from self.simple(404, "Not Found", head, keep_open)
-            return keep_open
+            self.end_response(keep_open)
+            return
 
         # -- the body --
         source = None
@@ -341,7 +364,7 @@ class Connection:
         if head.content_length or head.chunked:
             opts = server.options
             # a trailer section is held to the head's limits
-            source = BodySource(self, head.content_length, head.chunked, head.expect_continue,
+            source = BodySource(self, head.content_length, head.chunked,
                                 opts.max_body, opts.body_timeout,
                                 opts.max_header_bytes or 1 << 62, opts.max_header_count)
             if server.stream_input:
@@ -352,16 +375,17 @@ class Connection:
                     stream, length = yield from read_whole_body(source, opts.body_buffer)
                 except _RemoteProtocolError as exc:
                     yield from self.reject(exc, peer[0])
-                    return False
+                    return
                 except OperationTimeout:
                     yield from self.reject(
                         _RemoteProtocolError("request body timeout", 408), peer[0], linger=False)
-                    return False
+                    return
+                self.body_received()
                 environ["wsgi.input"] = spool = stream
                 environ["CONTENT_LENGTH"] = str(length)
                 gate = CogenGate(server.sched, environ, length, stream)
         else:
-            stream = environ["wsgi.input"] = EmptyInput()
+            stream = environ["wsgi.input"] = _EMPTY_INPUT
             if "CONTENT_LENGTH" in environ:
                 del environ["CONTENT_LENGTH"]
             gate = CogenGate(server.sched, environ, 0, stream)
@@ -388,19 +412,16 @@ class Connection:
         if response.switched is not None:
             # the connection speaks another protocol now: finish it, then close
             yield from response.switched._finish(not ok)
-            if server.access_log_enabled and access_log.isEnabledFor(logging.INFO):
-                log_access(server.options.access_log_format, environ, head, response, started)
-            return False
-        if source is not None and not source.done:
-            # The app left part of a streamed body unread: read a bounded
-            # rest so the connection can be kept, else close it. A client
-            # still waiting for 100 Continue never sent the body: close.
-            ok = ok and response.keep_alive and not source.expect_continue \
-                and (yield from drain_body(source))
-            self.linger = not ok
+        else:
+            if source is not None and source.done:
+                self.body_received()  # (a streamed body the app read to its end)
+            if self.end_response(ok and response.keep_alive):
+                # The app left part of a streamed body unread: read a bounded
+                # rest so the connection can be kept, else close it.
+                assert source is not None  # (the state is RECV_BODY)
+                self.body_drained((yield from drain_body(source)))
         if server.access_log_enabled and access_log.isEnabledFor(logging.INFO):
             log_access(server.options.access_log_format, environ, head, response, started)
-        return ok and response.keep_alive
 
     def simple(self, code: int, reason: str, head: _http.RequestHead,
                keep_open: bool) -> Generator[Any, Any, None]:
@@ -425,11 +446,11 @@ def serve_connection(server: WSGIServer, sock: Any, addr: Any) -> Generator[Any,
         if server.ssl_context is not None:
             yield from conn.handshake(server.ssl_context, server.options.header_timeout)
         try:
-            yield from conn.requests(addr)
+            yield from conn.serve_requests(addr)
         except Drain:
             # thrown in while idle: nothing of a request was read yet
             if (yield from conn.await_last_request()):
-                yield from conn.requests(addr)
+                yield from conn.serve_requests(addr)
         if conn.linger:
             yield from conn.linger_close()
     except ClientDisconnected as exc:

@@ -7,7 +7,7 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import Any
 
 from cogen.core.coroutines import Coroutine
@@ -25,6 +25,7 @@ _chunk = _http.chunk
 _LAST_CHUNK = _http.LAST_CHUNK
 _NO_LENGTH_STATUS = ("1", "204", "304")
 _http_date = _http.http_date
+_SWITCHED_PROTOCOL = _http.SWITCHED_PROTOCOL
 _HEAD_CACHE: dict[tuple[Any, ...], tuple[bytes, Any]] = {}
 _cache_state: list[Any] = [None]
 
@@ -209,9 +210,9 @@ class Response:
         """
         source = gate.source
         # (a read of a buffered body completes at once: nothing to watch for;
-        # on a WebSocket upgrade request the socket is the WebSocket's to read)
+        # once the protocol switched the socket is the new protocol's to read)
         watched = (source is None or source.done) and op.__class__ is not Immediate \
-            and not gate.websocket
+            and self.conn.state is not _SWITCHED_PROTOCOL
         if watched:
             start_watch(self.server.sched, self.conn)
         try:
@@ -402,8 +403,12 @@ class Response:
         return _format_head(status, headers, request=self.head, keep_alive=not server.is_closing,
                             server=server.options.ident)
 
-    def _send(self, data: bytes, total: int | None) -> Generator[Any, Any, None]:
-        """Send a piece of body (the head first if not sent yet)."""
+    def _send(self, data: bytes, total: int | None) -> Iterable[Any]:
+        """Send a piece of body (the head first if not sent yet); ``yield from`` what it returns.
+
+        (Not a generator itself: a send the socket takes at once costs no
+        generator at all; see :meth:`cogen.web.connection.Connection.send`.)
+        """
         out = self._head(total) if not self.headers_sent else b""
         if self.has_body and data:
             left = self.left
@@ -416,8 +421,7 @@ class Response:
                 self.left = left - len(data)
             self.body_sent += len(data)
             out = out + _chunk(data) if self.chunked else out + data if out else data
-        if out:
-            yield from self.conn.send(out)
+        return self.conn.send(out) if out else ()
 
     def send_file(self, wrapper: Any) -> Generator[Any, Any, bool]:
         """Send a ``wsgi.file_wrapper`` with sendfile; False if it cannot be."""

@@ -42,6 +42,7 @@ from cogen.web._watch import ServerClosing
 from cogen.web.connection import Connection, Drain, serve_connection
 from cogen.web.environ import ERRORS, ProxyRules
 from cogen.web.extensions import is_streaming_input
+from cogen.web.http import IDLE
 from cogen.web.options import ServerOptions, resolve_server_options
 from cogen.web.response import FileWrapper
 
@@ -380,9 +381,12 @@ class WSGIServer:
             self.sched.forget_fd(fd, ServerClosing())
         spare_before = _monotonic() - SPARE_AGE
         for conn in list(self._conns.values()):
-            if conn.idle:
+            if conn.state is not IDLE:
+                continue  # a request is under way: the grace period bounds it
+            if conn.requests:
+                # between two requests
                 self.sched.forget_fd(conn.fd, Drain())
-            elif conn.fresh and not _has_data(conn.sock):
+            elif not _has_data(conn.sock):
                 if conn.accepted < spare_before:
                     # a browser's spare connection: it may never send (issue 18 item 8)
                     self.sched.forget_fd(conn.fd, ServerClosing())

@@ -220,7 +220,7 @@ class WebSocketUpgrade:
         response.headers_sent = True
         response.has_body = False
         response.keep_alive = False
-        unread, conn.buf = conn.buf, b""
+        unread = conn.hand_over()
         ws = WebSocket(self._server, conn, Connection(ConnectionType.SERVER, extensions),
                        subprotocol, bool(extensions),
                        max_message if max_message is not None else opts.websocket_max_message)

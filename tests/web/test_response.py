@@ -6,12 +6,12 @@ scheduler loop.
 """
 from __future__ import annotations
 
-from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 from cogen.core.schedulers import Scheduler
+from cogen.web import http
 from cogen.web.body import EmptyInput
 from cogen.web.extensions import CogenGate
 from cogen.web.http import parse_request_head
@@ -31,11 +31,11 @@ class FakeConnection:
         self.cancelled = False
         self.watcher: Any = None
         self.send_timeout = None
+        self.state = http.SEND_BODY
 
-    def send(self, data: bytes) -> Generator[Any, Any, int]:
+    def send(self, data: bytes) -> tuple[()]:
         self.sent.append(bytes(data))
-        return len(data)
-        yield  # a generator, as the real one
+        return ()  # (all sent at once: nothing left to yield from)
 
 
 class FakeServer:

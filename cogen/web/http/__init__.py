@@ -9,7 +9,8 @@ single object, a stream of events (:class:`RequestParser`). The response side
 turns a WSGI status and header list into head bytes plus a
 :class:`ResponseFraming` that tells the server how to send the body
 (:func:`format_response_head`, :func:`chunk`, :data:`LAST_CHUNK`,
-:func:`simple_response`).
+:func:`simple_response`). :class:`ConnectionState` follows a connection
+through its request cycle and decides keep-alive, ``100 Continue`` and close.
 
 Every violation by the peer raises :class:`RemoteProtocolError`, carrying the
 status code to answer with (the server answers it and closes the connection);
@@ -101,13 +102,32 @@ from cogen.web.http._response import (
     http_date,
     simple_response,
 )
+from cogen.web.http._state import (
+    DONE,
+    IDLE,
+    MUST_CLOSE,
+    RECV_BODY,
+    RECV_HEAD,
+    SEND_BODY,
+    SWITCHED_PROTOCOL,
+    ConnectionState,
+    State,
+)
 
 __all__ = [
     "CONNECTION_CLOSED",
     "CONTINUE_RESPONSE",
+    "DONE",
+    "IDLE",
     "LAST_CHUNK",
+    "MUST_CLOSE",
     "NEED_DATA",
+    "RECV_BODY",
+    "RECV_HEAD",
+    "SEND_BODY",
+    "SWITCHED_PROTOCOL",
     "ChunkedDecoder",
+    "ConnectionState",
     "Data",
     "EndOfMessage",
     "Event",
@@ -118,6 +138,7 @@ __all__ = [
     "RequestParser",
     "ResponseFraming",
     "Sentinel",
+    "State",
     "chunk",
     "format_response_head",
     "http_date",
