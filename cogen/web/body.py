@@ -8,7 +8,7 @@ from typing import Any
 
 from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation
-from cogen.web.http import CONTINUE_RESPONSE, ChunkedDecoder
+from cogen.web.http import CONTINUE_RESPONSE, RequestBody, RequestHead
 
 __all__ = ["AsyncInput", "BodySource", "EmptyInput", "Immediate", "UnreadableInput", "read_whole_body"]
 
@@ -22,34 +22,21 @@ class BodySource:
     ``100 Continue`` must go out before the body is read).
     """
 
-    __slots__ = (
-        "conn",
-        "decoder",
-        "pending",
-        "received",
-        "remaining",
-        "timeout",
-    )
+    __slots__ = ("body", "conn", "pending", "timeout")
 
-    def __init__(self, conn: Any, content_length: int | None, chunked: bool,
-                 max_body: int | None, timeout: float | None,
+    def __init__(self, conn: Any, head: RequestHead, max_body: int | None, timeout: float | None,
                  max_trailer_bytes: int = 65536, max_trailer_count: int = 100) -> None:
         self.conn = conn
-        self.remaining = content_length or 0
-        self.decoder = ChunkedDecoder(max_body=max_body, max_trailer_bytes=max_trailer_bytes,
-                                      max_trailer_count=max_trailer_count) if chunked else None
+        #: the framing, decoded as RequestParser decodes it
+        self.body = RequestBody(head, max_body=max_body, max_trailer_bytes=max_trailer_bytes,
+                                max_trailer_count=max_trailer_count)
         self.pending = b""
-        self.received = 0
         self.timeout = timeout
 
     @property
     def done(self) -> bool:
         """True once the whole body was consumed."""
-        if self.pending:
-            return False
-        if self.decoder is not None:
-            return self.decoder.done
-        return self.remaining == 0
+        return not self.pending and self.body.done
 
     def read_some(self, limit: int = 65536) -> Generator[Any, Any, bytes]:
         """Return the next 1..limit body bytes, or b'' at the end of the body."""
@@ -57,43 +44,25 @@ class BodySource:
             data, self.pending = self.pending[:limit], self.pending[limit:]
             return data
         conn = self.conn
-        decoder = self.decoder
-        while True:
-            if decoder is not None:
-                if decoder.done:
-                    return b""
-                if conn.buf:
-                    data, used = decoder.decode(conn.buf)
-                    if used:
-                        conn.buf = conn.buf[used:]
-                    if data:
-                        self.received += len(data)
-                        if len(data) > limit:
-                            data, self.pending = data[:limit], data[limit:]
-                        return data
-                    if decoder.done:
-                        return b""
-                    if used:
-                        continue
-            else:
-                remaining = self.remaining
-                if not remaining:
-                    return b""
-                buf = conn.buf
-                if buf:
-                    n = min(remaining, limit, len(buf))
-                    if n == len(buf):
-                        data = buf
-                        conn.buf = b""
-                    else:
-                        data = buf[:n]
-                        conn.buf = buf[n:]
-                    self.remaining = remaining - n
-                    self.received += n
-                    return bytes(data)
+        body = self.body
+        while not body.done:
+            buf = conn.buf
+            if buf:
+                data, used = body.decode(buf, limit)
+                if used:
+                    conn.buf = buf[used:]
+                if data:
+                    if len(data) > limit:  # (a chunked body gives all it has)
+                        data, self.pending = data[:limit], data[limit:]
+                    return data
+                if used:
+                    continue
+                if body.done:
+                    break
             if conn.send_continue():
                 yield from conn.send(CONTINUE_RESPONSE)
             yield from conn.recv_more(self.timeout)
+        return b""
 
 
 def read_whole_body(source: BodySource,

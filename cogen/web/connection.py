@@ -364,8 +364,7 @@ class Connection(ConnectionState):
         if head.content_length or head.chunked:
             opts = server.options
             # a trailer section is held to the head's limits
-            source = BodySource(self, head.content_length, head.chunked,
-                                opts.max_body, opts.body_timeout,
+            source = BodySource(self, head, opts.max_body, opts.body_timeout,
                                 opts.max_header_bytes or 1 << 62, opts.max_header_count)
             if server.stream_input:
                 environ["wsgi.input"] = UnreadableInput()
