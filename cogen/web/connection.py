@@ -410,7 +410,7 @@ class Connection(ConnectionState):
                 spool.close()
         if response.switched is not None:
             # the connection speaks another protocol now: finish it, then close
-            yield from response.switched._finish(not ok)
+            yield from response.switched.finish(not ok)
         else:
             if source is not None and source.done:
                 self.body_received()  # (a streamed body the app read to its end)

@@ -203,7 +203,7 @@ class WSGIServer:
         #: workers count towards --max-requests with it
         self.on_request_served: Callable[[], Any] | None = None
         #: the open WebSockets, told 1001 (going away) by shutdown()
-        self._websockets: set[Any] = set()
+        self.websockets: set[Any] = set()
         #: True once shutdown() began: responses then say Connection: close
         self.is_closing = False
         self._serve_queued = True
@@ -392,8 +392,8 @@ class WSGIServer:
                     self.sched.forget_fd(conn.fd, ServerClosing())
                 else:
                     self.sched.forget_fd(conn.fd, Drain())
-        for ws in list(self._websockets):
-            self.sched.add(ws._going_away)
+        for ws in list(self.websockets):
+            self.sched.add(ws.going_away)
         if grace is not None:
             self.grace_deadline = _monotonic() + grace
         if self._conns and grace is not None:

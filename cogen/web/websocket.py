@@ -326,7 +326,7 @@ class WebSocket:
         self._ping_timer: Any = None
         if self._ping_interval is not None:
             self._ping_timer = self._sched.call_later(self._ping_interval, self._ping_tick)
-        server._websockets.add(self)
+        server.websockets.add(self)
 
     # -- the application's operations ------------------------------------------------
     def receive(self, timeout: float | None = None) -> _Receive:
@@ -596,7 +596,7 @@ class WebSocket:
         if not self.closed:
             self.closed = True
             self.close_code, self.close_reason = code, reason
-            self._server._websockets.discard(self)
+            self._server.websockets.discard(self)
             if self._ping_timer is not None:
                 self._sched.cancel_call(self._ping_timer)
                 self._ping_timer = None
@@ -608,7 +608,7 @@ class WebSocket:
         except OSError:
             pass
 
-    def _finish(self, failed: bool) -> Generator[Any, Any, None]:
+    def finish(self, failed: bool) -> Generator[Any, Any, None]:
         """After the application's response: close cleanly (1000, 1011 if it failed)."""
         if not self.closed:
             try:
@@ -617,7 +617,7 @@ class WebSocket:
                 pass
             self._mark_closed(self.close_code or ABNORMAL, self.close_reason or "")
 
-    def _going_away(self) -> Generator[Any, Any, None]:
+    def going_away(self) -> Generator[Any, Any, None]:
         """The server stops: tell the client (1001); the receiver sees its answer."""
         if self.closed or self._proto.state is not _OPEN:
             return
