@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from cogen.web.server import WSGIServer
 
 __all__ = ["DRAIN_TIMEOUT", "LINGER_BYTES", "LINGER_IDLE", "LINGER_TIME", "Connection", "Drain",
-           "serve_connection"]
+           "drain_body", "linger_close", "log_access", "serve_connection"]
 
 log = logging.getLogger("cogen.web")
 access_log = logging.getLogger("cogen.web.access")
@@ -157,41 +157,6 @@ class Connection(ConnectionState):
         return unread
 
     # -- the connection's life --------------------------------------------------------
-    def linger_close(self) -> Generator[Any, Any, None]:
-        """Close the write side, then read and discard until EOF or a bound.
-
-        Closing a socket with unread input makes the kernel reset the
-        connection, and a client still sending its body then fails on its
-        send before it reads the response (a lost 413, or a 502 behind a
-        proxy; issue 18 item 9). Once the client has seen the FIN it stops,
-        or it finishes sending, and reads the response.
-        """
-        sock = self.sock
-        try:
-            # (an SSLSocket drops its TLS state here: what follows is discarded raw)
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            return
-        deadline = _monotonic() + LINGER_TIME
-        discarded = 0
-        while discarded < LINGER_BYTES:
-            left = deadline - _monotonic()
-            if left <= 0:
-                return
-            try:
-                data = sock.recv(262144)
-            except WOULD_BLOCK:
-                try:
-                    yield self.waiter.wait(False, min(LINGER_IDLE, left))
-                except OperationTimeout:
-                    return
-                continue
-            except OSError:
-                return
-            if not data:
-                return
-            discarded += len(data)
-
     def await_last_request(self) -> Generator[Any, Any, bool]:
         """Wait up to the drain time for a request on an idle connection; True if data came."""
         left = DRAIN_TIMEOUT
@@ -451,7 +416,7 @@ def serve_connection(server: WSGIServer, sock: Any, addr: Any) -> Generator[Any,
             if (yield from conn.await_last_request()):
                 yield from conn.serve_requests(addr)
         if conn.linger:
-            yield from conn.linger_close()
+            yield from linger_close(conn.sock, conn.waiter)
     except ClientDisconnected as exc:
         log.debug("client %s: %s", addr, exc)
     except OperationTimeout:
@@ -462,6 +427,41 @@ def serve_connection(server: WSGIServer, sock: Any, addr: Any) -> Generator[Any,
         log.debug("client %s: %s", addr, exc)
     finally:
         server.connection_closed(conn)
+
+
+def linger_close(sock: Any, waiter: WaitIO) -> Generator[Any, Any, None]:
+    """Close ``sock``'s write side, then read and discard until EOF or a bound.
+
+    Closing a socket with unread input makes the kernel reset the
+    connection, and a client still sending its body then fails on its
+    send before it reads the response (a lost 413, or a 502 behind a
+    proxy; issue 18 item 9). Once the client has seen the FIN it stops,
+    or it finishes sending, and reads the response.
+    """
+    try:
+        # (an SSLSocket drops its TLS state here: what follows is discarded raw)
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        return
+    deadline = _monotonic() + LINGER_TIME
+    discarded = 0
+    while discarded < LINGER_BYTES:
+        left = deadline - _monotonic()
+        if left <= 0:
+            return
+        try:
+            data = sock.recv(262144)
+        except WOULD_BLOCK:
+            try:
+                yield waiter.wait(False, min(LINGER_IDLE, left))
+            except OperationTimeout:
+                return
+            continue
+        except OSError:
+            return
+        if not data:
+            return
+        discarded += len(data)
 
 
 def drain_body(source: BodySource, limit: int = 1 << 20) -> Generator[Any, Any, bool]:

@@ -54,25 +54,184 @@ def _is_real_interrupt(exc: BaseException) -> bool:
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 
 
-class Response:
-    """The state of one response while the app produces it."""
+class _Sender:
+    """The sending half of a :class:`Response`: the head, the framing and the body bytes.
 
-    __slots__ = (
-        "body_sent",
-        "chunked",
-        "conn",
-        "environ",
-        "has_body",
-        "head",
-        "headers",
-        "headers_sent",
-        "keep_alive",
-        "left",
-        "pending",
-        "server",
-        "status",
-        "switched",
-    )
+    Its state is set by ``Response.__init__`` (one call per request, not two).
+    """
+
+    __slots__ = ("body_sent", "chunked", "conn", "has_body", "head", "headers", "headers_sent",
+                 "keep_alive", "left", "pending", "server", "status")
+
+    server: Any
+    conn: Any
+    head: Any
+    status: str | None
+    headers: list[tuple[str, str]]
+    headers_sent: bool
+    keep_alive: bool
+    body_sent: int
+    pending: list[bytes] | None
+    has_body: bool
+    chunked: bool
+    left: int | None
+
+    # -- sending --------------------------------------------------------------------
+    @staticmethod
+    def _check_chunk(chunk: Any) -> bytes:
+        if chunk.__class__ is bytes:
+            return chunk
+        if isinstance(chunk, (bytearray, memoryview)):
+            return bytes(chunk)
+        raise TypeError(f"the app yielded {type(chunk).__name__} {chunk!r:.60}; WSGI bodies are bytes")
+
+    def _flush_pending(self) -> Generator[Any, Any, None]:
+        pending = self.pending or []
+        self.pending = None
+        for data in pending:
+            if data:
+                yield from self._send(data, None)
+        if not self.headers_sent:
+            yield from self._send(b"", None)
+
+    def _head(self, total: int | None) -> bytes:
+        """Serialise the head; ``total`` is the whole body's length when known.
+
+        Heads are cached by everything they depend on, for the current
+        second (the Date field): most responses of a server repeat a handful
+        of header sets, and validating and joining them is a large part of
+        the per-request cost.
+        """
+        status = self.status
+        if status is None:
+            raise AssertionError("the app returned without calling start_response")
+        request = self.head
+        server = self.server
+        # the cache is shared by every server in the process: the key holds
+        # everything of the server's that goes into a head (its Server field)
+        key = (status, total, request.method == "HEAD", request.version, request.keep_alive,
+               server.is_closing, server.options.ident, *self.headers)
+        date = _http_date()
+        if date is not _cache_state[0]:
+            _HEAD_CACHE.clear()
+            _cache_state[0] = date
+        cached = _HEAD_CACHE.get(key)
+        if cached is None:
+            cached = self._format(status, total)
+            if len(_HEAD_CACHE) >= 256:
+                _HEAD_CACHE.clear()
+            _HEAD_CACHE[key] = cached
+        head_bytes, framing = cached
+        self.headers_sent = True
+        self.keep_alive = framing.keep_alive
+        self.has_body = framing.has_body
+        self.chunked = framing.chunked
+        self.left = framing.content_length if framing.has_body else None
+        return head_bytes
+
+    def _format(self, status: str, total: int | None) -> tuple[bytes, Any]:
+        if status[:1] == "1":
+            # WSGI has no interim responses: sent as the final one, a 1xx
+            # would leave the client waiting for a response that never comes
+            raise _http.LocalProtocolError(f"interim status {status!r} as the final response")
+        headers = self.headers
+        if total is not None and not status.startswith(_NO_LENGTH_STATUS):
+            for name, _ in headers:
+                if len(name) == 14 and name.lower() == "content-length":
+                    break
+            else:
+                headers = headers + [("Content-Length", str(total))]
+        server = self.server
+        return _format_head(status, headers, request=self.head, keep_alive=not server.is_closing,
+                            server=server.options.ident)
+
+    def _send(self, data: bytes, total: int | None) -> Iterable[Any]:
+        """Send a piece of body (the head first if not sent yet); ``yield from`` what it returns.
+
+        (Not a generator itself: a send the socket takes at once costs no
+        generator at all; see :meth:`cogen.web.connection.Connection.send`.)
+        """
+        out = self._head(total) if not self.headers_sent else b""
+        if self.has_body and data:
+            left = self.left
+            if left is not None:
+                if len(data) > left:
+                    error_log.warning("%s %s: the app yielded more than its Content-Length; "
+                                      "the excess was not sent", self.head.method, self.head.target)
+                    data = data[:left]
+                    self.keep_alive = False
+                self.left = left - len(data)
+            self.body_sent += len(data)
+            out = out + _chunk(data) if self.chunked else out + data if out else data
+        return self.conn.send(out) if out else ()
+
+    def send_file(self, wrapper: Any) -> Generator[Any, Any, bool]:
+        """Send a ``wsgi.file_wrapper`` with sendfile; False if it cannot be."""
+        rng = wrapper.sendfile_range()
+        if rng is None or not hasattr(self.conn.sock, "getpeername") \
+                or self.conn.sock.__class__.__name__ == "SSLSocket":
+            return False
+        fd, offset, size = rng
+        out = self._head(None) if not self.headers_sent else b""
+        if not self.has_body:
+            if out:
+                yield from self.conn.send(out)
+            return True
+        if self.left is not None:
+            size = min(size, self.left)
+        if self.chunked:
+            if size == 0:
+                if out:
+                    yield from self.conn.send(out)
+                return True
+            out += b"%x\r\n" % size
+        if out:
+            yield from self.conn.send(out)
+        timeout = self.server.options.sendfile_timeout or self.conn.send_timeout
+        sent = yield from send_file(self.conn.sock, self.conn.waiter, fd, offset, size, timeout)
+        self.body_sent += sent
+        if self.left is not None:
+            self.left -= sent
+        if sent < size:
+            self.keep_alive = False
+            raise ClientDisconnected("the file was shorter than announced")
+        if self.chunked:
+            yield from self.conn.send(b"\r\n")
+        return True
+
+    def _finish(self) -> Generator[Any, Any, None]:
+        if not self.headers_sent:
+            yield from self._send(b"", 0)
+            return
+        if self.chunked:
+            yield from self.conn.send(_LAST_CHUNK)
+        elif self.left:
+            error_log.warning("%s %s: the app yielded %d bytes less than its Content-Length",
+                              self.head.method, self.head.target, self.left)
+            self.keep_alive = False
+
+    def _app_failed(self, exc_info: Any) -> Generator[Any, Any, None]:
+        head = self.head
+        error_log.error("error in the application serving %s %s", head.method, head.target,
+                        exc_info=exc_info)
+        self.keep_alive = False
+        if not self.headers_sent:
+            self.status = "500 Internal Server Error"
+            self.headers_sent = True
+            data = _http.simple_response(500, "Internal Server Error", b"Internal Server Error\n",
+                                         server=self.server.options.ident)
+            if head.method == "HEAD":
+                data = data[:data.index(b"\r\n\r\n") + 4]
+            yield from self.conn.send(data)
+
+
+_DONE = object()
+
+
+class Response(_Sender):
+    """The state of one response while the app produces it: the WSGI call and its iteration."""
+
+    __slots__ = ("environ", "switched")
 
     def __init__(self, server: Any, conn: Any, head: Any, environ: dict[str, Any]) -> None:
         self.server = server
@@ -333,157 +492,6 @@ class Response:
             except _APP_ERRORS:
                 error_log.debug("could not close the response iterable of %s %s", head.method,
                                 head.target, exc_info=True)
-
-    # -- sending --------------------------------------------------------------------
-    @staticmethod
-    def _check_chunk(chunk: Any) -> bytes:
-        if chunk.__class__ is bytes:
-            return chunk
-        if isinstance(chunk, (bytearray, memoryview)):
-            return bytes(chunk)
-        raise TypeError(f"the app yielded {type(chunk).__name__} {chunk!r:.60}; WSGI bodies are bytes")
-
-    def _flush_pending(self) -> Generator[Any, Any, None]:
-        pending = self.pending or []
-        self.pending = None
-        for data in pending:
-            if data:
-                yield from self._send(data, None)
-        if not self.headers_sent:
-            yield from self._send(b"", None)
-
-    def _head(self, total: int | None) -> bytes:
-        """Serialise the head; ``total`` is the whole body's length when known.
-
-        Heads are cached by everything they depend on, for the current
-        second (the Date field): most responses of a server repeat a handful
-        of header sets, and validating and joining them is a large part of
-        the per-request cost.
-        """
-        status = self.status
-        if status is None:
-            raise AssertionError("the app returned without calling start_response")
-        request = self.head
-        server = self.server
-        # the cache is shared by every server in the process: the key holds
-        # everything of the server's that goes into a head (its Server field)
-        key = (status, total, request.method == "HEAD", request.version, request.keep_alive,
-               server.is_closing, server.options.ident, *self.headers)
-        date = _http_date()
-        if date is not _cache_state[0]:
-            _HEAD_CACHE.clear()
-            _cache_state[0] = date
-        cached = _HEAD_CACHE.get(key)
-        if cached is None:
-            cached = self._format(status, total)
-            if len(_HEAD_CACHE) >= 256:
-                _HEAD_CACHE.clear()
-            _HEAD_CACHE[key] = cached
-        head_bytes, framing = cached
-        self.headers_sent = True
-        self.keep_alive = framing.keep_alive
-        self.has_body = framing.has_body
-        self.chunked = framing.chunked
-        self.left = framing.content_length if framing.has_body else None
-        return head_bytes
-
-    def _format(self, status: str, total: int | None) -> tuple[bytes, Any]:
-        if status[:1] == "1":
-            # WSGI has no interim responses: sent as the final one, a 1xx
-            # would leave the client waiting for a response that never comes
-            raise _http.LocalProtocolError(f"interim status {status!r} as the final response")
-        headers = self.headers
-        if total is not None and not status.startswith(_NO_LENGTH_STATUS):
-            for name, _ in headers:
-                if len(name) == 14 and name.lower() == "content-length":
-                    break
-            else:
-                headers = headers + [("Content-Length", str(total))]
-        server = self.server
-        return _format_head(status, headers, request=self.head, keep_alive=not server.is_closing,
-                            server=server.options.ident)
-
-    def _send(self, data: bytes, total: int | None) -> Iterable[Any]:
-        """Send a piece of body (the head first if not sent yet); ``yield from`` what it returns.
-
-        (Not a generator itself: a send the socket takes at once costs no
-        generator at all; see :meth:`cogen.web.connection.Connection.send`.)
-        """
-        out = self._head(total) if not self.headers_sent else b""
-        if self.has_body and data:
-            left = self.left
-            if left is not None:
-                if len(data) > left:
-                    error_log.warning("%s %s: the app yielded more than its Content-Length; "
-                                      "the excess was not sent", self.head.method, self.head.target)
-                    data = data[:left]
-                    self.keep_alive = False
-                self.left = left - len(data)
-            self.body_sent += len(data)
-            out = out + _chunk(data) if self.chunked else out + data if out else data
-        return self.conn.send(out) if out else ()
-
-    def send_file(self, wrapper: Any) -> Generator[Any, Any, bool]:
-        """Send a ``wsgi.file_wrapper`` with sendfile; False if it cannot be."""
-        rng = wrapper.sendfile_range()
-        if rng is None or not hasattr(self.conn.sock, "getpeername") \
-                or self.conn.sock.__class__.__name__ == "SSLSocket":
-            return False
-        fd, offset, size = rng
-        out = self._head(None) if not self.headers_sent else b""
-        if not self.has_body:
-            if out:
-                yield from self.conn.send(out)
-            return True
-        if self.left is not None:
-            size = min(size, self.left)
-        if self.chunked:
-            if size == 0:
-                if out:
-                    yield from self.conn.send(out)
-                return True
-            out += b"%x\r\n" % size
-        if out:
-            yield from self.conn.send(out)
-        timeout = self.server.options.sendfile_timeout or self.conn.send_timeout
-        sent = yield from send_file(self.conn.sock, self.conn.waiter, fd, offset, size, timeout)
-        self.body_sent += sent
-        if self.left is not None:
-            self.left -= sent
-        if sent < size:
-            self.keep_alive = False
-            raise ClientDisconnected("the file was shorter than announced")
-        if self.chunked:
-            yield from self.conn.send(b"\r\n")
-        return True
-
-    def _finish(self) -> Generator[Any, Any, None]:
-        if not self.headers_sent:
-            yield from self._send(b"", 0)
-            return
-        if self.chunked:
-            yield from self.conn.send(_LAST_CHUNK)
-        elif self.left:
-            error_log.warning("%s %s: the app yielded %d bytes less than its Content-Length",
-                              self.head.method, self.head.target, self.left)
-            self.keep_alive = False
-
-    def _app_failed(self, exc_info: Any) -> Generator[Any, Any, None]:
-        head = self.head
-        error_log.error("error in the application serving %s %s", head.method, head.target,
-                        exc_info=exc_info)
-        self.keep_alive = False
-        if not self.headers_sent:
-            self.status = "500 Internal Server Error"
-            self.headers_sent = True
-            data = _http.simple_response(500, "Internal Server Error", b"Internal Server Error\n",
-                                         server=self.server.options.ident)
-            if head.method == "HEAD":
-                data = data[:data.index(b"\r\n\r\n") + 4]
-            yield from self.conn.send(data)
-
-
-_DONE = object()
 
 
 class _InContext:
