@@ -93,8 +93,8 @@ class Connection(ConnectionState):
     ``send`` are the only socket I/O the body and response code do.
     """
 
-    __slots__ = ("accepted", "buf", "cancelled", "coro", "drained", "fd", "head", "op", "peer",
-                 "send_timeout", "server", "sock", "waiter", "watcher")
+    __slots__ = ("accepted", "buf", "cancelled", "coro", "drained", "fd", "head", "is_handshaking",
+                 "op", "peer", "send_timeout", "server", "sock", "waiter", "watcher")
 
     def __init__(self, server: WSGIServer, sock: Any, send_timeout: float | None) -> None:
         ConnectionState.__init__(self)
@@ -107,6 +107,8 @@ class Connection(ConnectionState):
         self.drained = False
         self.send_timeout = send_timeout
         self.accepted = _monotonic()
+        #: in the TLS handshake (a stop closes the connection then)
+        self.is_handshaking = False
         #: the coroutine watching the socket while the app waits (cogen.web._watch)
         self.watcher: Any = None
         self.coro: Any = None
@@ -177,7 +179,11 @@ class Connection(ConnectionState):
         self.sock = tls
         self.waiter.owner = tls
         deadline = _monotonic() + (timeout or 30.0)
-        return (yield from handshake(tls, self.waiter, deadline, _monotonic))
+        self.is_handshaking = True
+        try:
+            return (yield from handshake(tls, self.waiter, deadline, _monotonic))
+        finally:
+            self.is_handshaking = False
 
     def serve_requests(self, addr: Any) -> Generator[Any, Any, None]:
         """Serve requests on this connection until it should close."""

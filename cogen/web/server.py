@@ -383,8 +383,8 @@ class WSGIServer:
         for conn in list(self._conns.values()):
             if conn.state is not IDLE:
                 continue  # a request is under way: the grace period bounds it
-            if conn.requests:
-                # between two requests
+            if conn.requests or conn.is_handshaking:
+                # between two requests (in a TLS handshake, Drain closes it)
                 self.sched.forget_fd(conn.fd, Drain())
             elif not _has_data(conn.sock):
                 if conn.accepted < spare_before:
