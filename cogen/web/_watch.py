@@ -33,9 +33,15 @@ from cogen.core import coroutines as _coroutines
 from cogen.core.coroutines import Coroutine
 from cogen.core.io import WOULD_BLOCK, ClientDisconnected, WaitIO
 from cogen.errors import CogenError
-from cogen.web._io import ServerClosing
 
-__all__ = ["start_watch", "stop_watch"]
+__all__ = ["ServerClosing", "start_watch", "stop_watch"]
+
+
+class ServerClosing(CogenError):
+    """Thrown into a connection's coroutine when the server shuts down and closes it.
+
+    (Defined here, the lowest module whose coroutines it is thrown into.)
+    """
 
 #: The most bytes of pipelined requests buffered while the app waits.
 WATCH_BUFFER = 1 << 16

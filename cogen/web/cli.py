@@ -152,7 +152,7 @@ def _server_options(settings: dict[str, Any], command: CommandSettings) -> dict[
     if given.get("keyfile") and not given.get("certfile"):
         raise UsageError("argument --keyfile: needs --certfile too")
     try:
-        from cogen.web._environ import ProxyRules
+        from cogen.web.environ import ProxyRules
         ProxyRules(given.get("trusted_proxy") or [])
     except ValueError as exc:
         raise UsageError(f"argument --trusted-proxy: {exc}") from None

@@ -36,7 +36,7 @@ from typing import Any
 import cogen.core
 from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation
-from cogen.web._body import AsyncInput
+from cogen.web.body import AsyncInput
 from cogen.web.websocket import NOT_REQUESTED
 
 __all__ = [
@@ -90,7 +90,7 @@ class CogenGate(AsyncInput):
 
     It is also the request's ``environ['cogen.input']``: its ``read(n)`` and
     ``readline(n)`` return operations that read the body (see
-    :class:`~cogen.web._body.AsyncInput`).
+    :class:`~cogen.web.body.AsyncInput`).
 
     Attributes:
         core: a proxy of :mod:`cogen.core` (see the module docstring).

@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cogen.web._environ import check_proxy_headers
+from cogen.web.environ import check_proxy_headers
 
 __all__ = [
     "ALIASES",
@@ -27,6 +27,7 @@ __all__ = [
     "OPTIONS",
     "OPTIONS_BY_NAME",
     "Option",
+    "ServerOptions",
     "as_auto_bool",
     "as_bool",
     "as_group",
@@ -41,6 +42,7 @@ __all__ = [
     "as_size",
     "as_str",
     "resolve_options",
+    "resolve_server_options",
 ]
 
 
@@ -413,6 +415,65 @@ def resolve_options(given: Mapping[str, Any], *, strings: bool = False,
             if name not in given:
                 out[name] = out["sockoper_timeout"]
     return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """The server's options, resolved: one attribute per entry of :data:`OPTIONS`, in its order.
+
+    Made by :func:`resolve_server_options`; read by attribute
+    (``opts.max_body``) by the server, its connections and responses, and
+    never changed afterwards (``dataclasses.replace`` makes a changed
+    copy). tests/web/test_options.py holds the fields equal to
+    :data:`OPTIONS`, so a new option needs its field here too.
+    """
+
+    backlog: int
+    threads: int
+    thread_affinity: bool
+    header_timeout: float | None
+    keepalive_timeout: float | None
+    body_timeout: float | None
+    send_timeout: float | None
+    max_request_line: int
+    max_header_bytes: int | None
+    max_header_count: int
+    max_body: int | None
+    body_buffer: int | None
+    max_connections: int
+    unix_socket_mode: int | None
+    unix_socket_group: int | None
+    url_prefix: str | None
+    trusted_proxy: list[str]
+    trusted_proxy_headers: list[str]
+    clear_untrusted_proxy_headers: bool | None
+    server_name: str | None
+    ident: str | None
+    access_log: bool
+    access_log_format: str
+    stream_input: bool
+    sockoper_timeout: float | None
+    sendfile_timeout: float | None
+    certfile: str | None
+    keyfile: str | None
+    ssl_context: Any
+    cogen_key: bool | None
+    reuse_port: bool
+    websocket_max_message: int | None
+    websocket_ping_interval: float | None
+    websocket_ping_timeout: float | None
+    websocket_close_timeout: float | None
+    websocket_compression: bool
+    broker: str | None
+
+
+def resolve_server_options(given: Mapping[str, Any], *,
+                           ignore: Iterable[str] = ()) -> ServerOptions:
+    """Validate and convert server options; returns them all as a :class:`ServerOptions`.
+
+    As :func:`resolve_options` (the same checks, errors and defaults), typed.
+    """
+    return ServerOptions(**resolve_options(given, ignore=ignore))
 
 
 #: The ``cogen-web`` command's own settings (not WSGIServer keywords). Each

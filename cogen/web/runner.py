@@ -110,7 +110,7 @@ class Runner:
             if on_request_served is not None:
                 srv.on_request_served = on_request_served
             if multiprocess is not None:
-                srv._base_environ["wsgi.multiprocess"] = multiprocess
+                srv.base_environ["wsgi.multiprocess"] = multiprocess
         self._signals: Any = None
         self._parent: Any = None
 

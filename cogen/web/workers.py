@@ -82,7 +82,7 @@ from cogen.web._heartbeat import (
 )
 from cogen.web.config import CommandSettings
 from cogen.web.loader import UsageError
-from cogen.web.options import resolve_options
+from cogen.web.options import resolve_server_options
 from cogen.web.runner import describe, reopen_logs
 
 __all__ = ["Master", "run_master"]
@@ -409,11 +409,11 @@ class Master(_Replacing):
         return self._status
 
     def _bind(self) -> None:
-        from cogen.web.wsgi import WSGIServer
-        opts = resolve_options(self.options)
+        from cogen.web.server import listen_socket
+        opts = resolve_server_options(self.options)
         for bind in self.binds:
             try:
-                self.sockets.append(WSGIServer._listen(bind, opts))
+                self.sockets.append(listen_socket(bind, opts))
             except (ValueError, OSError) as exc:
                 self._close_sockets()
                 if isinstance(exc, OSError):

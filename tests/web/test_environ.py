@@ -1,15 +1,16 @@
-"""cogen/web/_environ.py: header names to environ keys, and what that costs a long-running server."""
+"""cogen/web/environ.py: header names to environ keys, and what that costs a long-running server."""
 from __future__ import annotations
 
 import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cogen.web import _environ
-from cogen.web._environ import header_key
+from cogen.web import environ as _environ
+from cogen.web.environ import header_key
 from tests.web._process import WAIT, ServerProcess, cogen_web, write_app
 
 pytestmark = pytest.mark.timeout(60)
@@ -100,3 +101,51 @@ def test_rss_stays_flat_with_random_header_names(server_proc: ServerProcess) -> 
             sock.close()
     # 100,000 names kept would be some 20 MB
     assert after - before < 4096, f"RSS grew from {before} KiB to {after} KiB"
+
+
+def _environ_of(request: bytes, prefix: str = "", **proxy: Any) -> dict[str, Any] | None:
+    from cogen.web.http import parse_request_head
+
+    head = parse_request_head(request)
+    assert head is not None
+    rules = _environ.ProxyRules(proxy.get("trusted", []), list(_environ.DEFAULT_TRUSTED_HEADERS),
+                                None)
+    return _environ.request_environ({"SCRIPT_NAME": prefix, "wsgi.url_scheme": "http"}, head,
+                                    ("10.0.0.1", "5555"), prefix, rules)
+
+
+def test_request_environ_maps_a_head_to_pep_3333_keys() -> None:
+    environ = _environ_of(b"GET /a%20b?x=1 HTTP/1.0\r\nHost: h\r\nCookie: a=1\r\nCookie: b=2\r\n"
+                          b"Accept: x\r\nAccept: y\r\nContent-Type: text/plain\r\n\r\n")
+    assert environ is not None
+    assert environ["REQUEST_METHOD"] == "GET"
+    assert environ["PATH_INFO"] == "/a b"
+    assert environ["QUERY_STRING"] == "x=1"
+    assert environ["REQUEST_URI"] == environ["RAW_URI"] == "/a%20b?x=1"
+    assert environ["SERVER_PROTOCOL"] == "HTTP/1.0"
+    assert (environ["REMOTE_ADDR"], environ["REMOTE_PORT"]) == ("10.0.0.1", "5555")
+    assert environ["HTTP_HOST"] == "h"
+    assert environ["HTTP_COOKIE"] == "a=1; b=2"
+    assert environ["HTTP_ACCEPT"] == "x, y"
+    assert environ["CONTENT_TYPE"] == "text/plain"
+
+
+def test_request_environ_strips_the_url_prefix_and_refuses_paths_outside_it() -> None:
+    environ = _environ_of(b"GET /app/x HTTP/1.1\r\nHost: h\r\n\r\n", prefix="/app")
+    assert environ is not None
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/app", "/x")
+    assert _environ_of(b"GET /application HTTP/1.1\r\nHost: h\r\n\r\n", prefix="/app") is None
+
+
+def test_request_environ_gives_asterisk_form_an_empty_path() -> None:
+    environ = _environ_of(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert environ is not None
+    assert environ["PATH_INFO"] == "" and environ["REQUEST_URI"] == "*"
+
+
+def test_request_environ_applies_trusted_proxy_headers() -> None:
+    request = b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n"
+    trusted = _environ_of(request, trusted=["10.0.0.1"])
+    assert trusted is not None and trusted["REMOTE_ADDR"] == "1.2.3.4"
+    untrusted = _environ_of(request, trusted=["10.9.9.9"])
+    assert untrusted is not None and untrusted["REMOTE_ADDR"] == "10.0.0.1"

@@ -1,9 +1,11 @@
 """The server and RequestParser assemble the same requests from the same bytes.
 
 The live server parses heads with ``parse_request_head`` and bodies with
-``ChunkedDecoder`` in its connection loop; :class:`~cogen.web.http.RequestParser`
-strings the same two together as a sans-IO event stream, the one the parser
-tests and the fuzzer drive. Each raw request of tests/web/requests/ goes
+:class:`~cogen.web.http.RequestBody` in its connection loop;
+:class:`~cogen.web.http.RequestParser` drives the same two as a sans-IO event
+stream, the one the parser tests and the fuzzer drive. What this adds: the
+socket and the server around them (reads split anywhere, rejections
+answered, the connection closed). Each raw request of tests/web/requests/ goes
 through both here (to the server over a real socket, its write side shut
 after the bytes, as the parser gets EOF after them): the app must see the
 requests the parser produced, and a rejected request must get the status

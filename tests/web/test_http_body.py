@@ -352,3 +352,27 @@ def test_parser_handles_a_large_head_dribbled_byte_by_byte() -> None:
     parser.feed(raw[-1:])
     head = parser.next_event()
     assert isinstance(head, RequestHead) and len(head.headers) == 91
+
+
+def test_request_body_gives_a_counted_body_up_to_the_limit_and_leaves_what_follows() -> None:
+    from cogen.web.http import RequestBody, parse_request_head
+
+    head = parse_request_head(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n")
+    assert head is not None
+    body = RequestBody(head)
+    assert body.decode(b"abc", limit=2) == (b"ab", 2)
+    assert body.decode(b"cdeGET /next", limit=100) == (b"cde", 3)
+    assert body.done and body.received == 5 and body.trailers == []
+    assert body.decode(b"GET /next") == (b"", 0)
+
+
+def test_request_body_decodes_chunked_with_its_trailers() -> None:
+    from cogen.web.http import RequestBody, parse_request_head
+
+    head = parse_request_head(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert head is not None
+    body = RequestBody(head)
+    data, used = body.decode(bytearray(b"3\r\nabc\r\n0\r\nX-T: 1\r\n\r\nrest"))
+    assert (data, used) == (b"abc", 21) and body.done
+    assert body.trailers == [("x-t", "1")]
+    assert "chunked" in RequestBody(head).eof_error()

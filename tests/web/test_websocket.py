@@ -106,6 +106,29 @@ def test_serve_runs_a_coroutine_or_async_def_handler(live_server: Any, handler: 
             assert ws.recv(T) == text[::-1]
 
 
+def test_an_upgrade_accepted_late_gets_the_socket_from_the_disconnect_watch(live_server: Any) -> None:
+    # The app waits longer than the disconnect watch's delay before it
+    # accepts, so the connection is watched when the protocol switches; the
+    # WebSocket must still get every frame.
+    from cogen.core.coroutines import Coroutine
+
+    def session(upgrade: Any) -> Any:
+        yield events.Sleep(0.3)
+        ws = yield upgrade.accept()
+        while True:
+            message = yield ws.receive()
+            yield ws.send(message.upper())
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        return [Coroutine(session, environ["cogen"].websocket)]
+
+    live = live_server(app)
+    with connect(ws_url(live), open_timeout=T) as ws:
+        for text in ("abc", "def"):
+            ws.send(text)
+            assert ws.recv(T) == text.upper()
+
+
 def test_fragmented_messages_are_reassembled(live_server: Any) -> None:
     live = live_server(gate_echo_app())
     with connect(ws_url(live), open_timeout=T) as ws:

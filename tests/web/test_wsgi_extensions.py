@@ -182,9 +182,9 @@ def test_original_constructor_and_serve_usage() -> None:
 def test_sockoper_timeout_sets_the_io_timeouts() -> None:
     server = WSGIServer(("127.0.0.1", 0), lambda e, s: [], Scheduler(), sockoper_timeout=7)
     try:
-        assert server.options["header_timeout"] == 7
-        assert server.options["body_timeout"] == 7
-        assert server.options["send_timeout"] == 7
+        assert server.options.header_timeout == 7
+        assert server.options.body_timeout == 7
+        assert server.options.send_timeout == 7
     finally:
         server.socket.close()
         server.sched.close()

@@ -355,6 +355,22 @@ def test_body_below_body_buffer_stays_in_memory(live_server: Any) -> None:
     assert got == {"in_memory": True, "body": b"x" * 100}
 
 
+def test_body_buffer_none_keeps_every_body_in_memory(live_server: Any) -> None:
+    # as_size reads "none" as no limit; the body reader used to compare the
+    # size with None and crash the connection instead of serving the request
+    got: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        got["in_memory"] = isinstance(environ["wsgi.input"], io.BytesIO)
+        got["size"] = len(environ["wsgi.input"].read())
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "0")])
+        return []
+
+    live = live_server(app, body_buffer="none")
+    assert requests.post(live.url, data=b"x" * 300_000, timeout=10).status_code == 200
+    assert got == {"in_memory": True, "size": 300_000}
+
+
 def test_many_connections_at_once(live_server: Any) -> None:
     live = live_server(path_app)
     results: list[int] = []

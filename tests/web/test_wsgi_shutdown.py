@@ -17,7 +17,7 @@ import pytest
 
 from cogen.core.coroutines import coroutine
 from cogen.core.events import Signal, WaitForSignal
-from cogen.web import wsgi
+from cogen.web import connection, server
 
 from .conftest import CLIENT_TIMEOUT, get, recording_app
 
@@ -254,7 +254,7 @@ def test_grace_period_covers_a_connection_accepted_just_before_shutdown(live_ser
         client_side.sendall(b"GET / HTTP/1.1\r\nHo")  # half a head, then silence
 
         def accept_then_shutdown() -> None:
-            live.sched.add(live.server._connection, server_side, ("127.0.0.1", 1))
+            live.sched.add(connection.serve_connection, live.server, server_side, ("127.0.0.1", 1))
             live.server.shutdown(0.2)
 
         started = time.monotonic()
@@ -379,8 +379,8 @@ def test_a_spare_connection_is_closed_at_once_on_a_stop(
         is_tls: bool) -> None:
     # Issue 18 item 8: a browser's spare connection, which never sends,
     # held the stop until the header timeout (30 s).
-    monkeypatch.setattr(wsgi, "SPARE_AGE", 0.0)
-    monkeypatch.setattr(wsgi, "DRAIN_TIMEOUT", 20.0)  # so that a drain would show
+    monkeypatch.setattr(server, "SPARE_AGE", 0.0)
+    monkeypatch.setattr(connection, "DRAIN_TIMEOUT", 20.0)  # so that a drain would show
     options = request.getfixturevalue("tls_server_options") if is_tls else {}
     live = live_server(recording_app([]), header_timeout=30, **options)
     tls = None
@@ -403,7 +403,7 @@ def test_a_spare_connection_is_closed_at_once_on_a_stop(
 def test_a_just_accepted_connection_gets_its_request_served_on_a_stop(
         live_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Accepted just before the stop, its request may not have arrived yet.
-    monkeypatch.setattr(wsgi, "SPARE_AGE", 30.0)
+    monkeypatch.setattr(server, "SPARE_AGE", 30.0)
     live = live_server(recording_app([], b"late but served"))
     with _spare(live, None) as sock:
         live.call(live.server.shutdown, 30)

@@ -9,7 +9,8 @@ single object, a stream of events (:class:`RequestParser`). The response side
 turns a WSGI status and header list into head bytes plus a
 :class:`ResponseFraming` that tells the server how to send the body
 (:func:`format_response_head`, :func:`chunk`, :data:`LAST_CHUNK`,
-:func:`simple_response`).
+:func:`simple_response`). :class:`ConnectionState` follows a connection
+through its request cycle and decides keep-alive, ``100 Continue`` and close.
 
 Every violation by the peer raises :class:`RemoteProtocolError`, carrying the
 status code to answer with (the server answers it and closes the connection);
@@ -71,6 +72,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeAlias
 
+from cogen.web.http._body import RequestBody
 from cogen.web.http._chunked import ChunkedDecoder
 from cogen.web.http._common import (
     FIELD_BYTES_NO_CRLF,
@@ -101,23 +103,44 @@ from cogen.web.http._response import (
     http_date,
     simple_response,
 )
+from cogen.web.http._state import (
+    DONE,
+    IDLE,
+    MUST_CLOSE,
+    RECV_BODY,
+    RECV_HEAD,
+    SEND_BODY,
+    SWITCHED_PROTOCOL,
+    ConnectionState,
+    State,
+)
 
 __all__ = [
     "CONNECTION_CLOSED",
     "CONTINUE_RESPONSE",
+    "DONE",
+    "IDLE",
     "LAST_CHUNK",
+    "MUST_CLOSE",
     "NEED_DATA",
+    "RECV_BODY",
+    "RECV_HEAD",
+    "SEND_BODY",
+    "SWITCHED_PROTOCOL",
     "ChunkedDecoder",
+    "ConnectionState",
     "Data",
     "EndOfMessage",
     "Event",
     "LocalProtocolError",
     "ProtocolError",
     "RemoteProtocolError",
+    "RequestBody",
     "RequestHead",
     "RequestParser",
     "ResponseFraming",
     "Sentinel",
+    "State",
     "chunk",
     "format_response_head",
     "http_date",
@@ -356,7 +379,7 @@ Event: TypeAlias = (
     | Literal[Sentinel.NEED_DATA, Sentinel.CONNECTION_CLOSED]
 )
 
-_HEAD, _BODY, _CHUNKED, _CLOSED = range(4)
+_HEAD, _BODY, _CLOSED = range(3)
 
 
 class RequestParser:
@@ -393,8 +416,7 @@ class RequestParser:
         self._buf = bytearray()
         self._scanned = 0
         self._state = _HEAD
-        self._remaining = 0
-        self._decoder: ChunkedDecoder | None = None
+        self._body: RequestBody | None = None
         self._is_eof = False
         self._error: RemoteProtocolError | None = None
 
@@ -431,8 +453,6 @@ class RequestParser:
                 return self._next_head()
             if self._state == _BODY:
                 return self._next_body_data()
-            if self._state == _CHUNKED:
-                return self._next_chunked_data()
             return CONNECTION_CLOSED
         except RemoteProtocolError as exc:
             self._error = exc
@@ -459,53 +479,28 @@ class RequestParser:
             return NEED_DATA
         del self._buf[: head.head_size]
         self._scanned = 0
-        if head.chunked:
-            self._decoder = ChunkedDecoder(
-                max_body=self.max_body,
-                max_line=self.max_chunk_line,
-                max_trailer_bytes=self.max_header_bytes,
-                max_trailer_count=self.max_header_count,
-            )
-            self._state = _CHUNKED
-        else:
-            self._remaining = head.content_length or 0
-            self._state = _BODY
+        # the server's own body framing (cogen/web/body.py decodes with it too)
+        self._body = RequestBody(
+            head,
+            max_body=self.max_body,
+            max_chunk_line=self.max_chunk_line,
+            max_trailer_bytes=self.max_header_bytes,
+            max_trailer_count=self.max_header_count,
+        )
+        self._state = _BODY
         return head
 
     def _next_body_data(self) -> Event:
-        remaining = self._remaining
-        if not remaining:
-            self._state = _HEAD
-            return EndOfMessage()
-        buf = self._buf
-        if not buf:
-            if self._is_eof:
-                raise RemoteProtocolError(
-                    f"connection closed with {remaining} bytes of the body missing"
-                )
-            return NEED_DATA
-        if len(buf) <= remaining:
-            data = bytes(buf)
-            buf.clear()
-        else:
-            data = bytes(buf[:remaining])
-            del buf[:remaining]
-        self._remaining = remaining - len(data)
-        return Data(data)
-
-    def _next_chunked_data(self) -> Event:
-        decoder = self._decoder
-        assert decoder is not None
-        data, consumed = decoder.decode(self._buf)
-        del self._buf[:consumed]
+        body = self._body
+        assert body is not None
+        data, used = body.decode(self._buf)
+        del self._buf[:used]
         if data:
             return Data(data)
-        if decoder.done:
+        if body.done:
             self._state = _HEAD
-            self._decoder = None
-            return EndOfMessage(decoder.trailers)
+            self._body = None
+            return EndOfMessage(body.trailers)
         if self._is_eof:
-            raise RemoteProtocolError(
-                "connection closed in the middle of a chunked body"
-            )
+            raise RemoteProtocolError(body.eof_error())
         return NEED_DATA

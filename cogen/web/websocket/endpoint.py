@@ -197,9 +197,9 @@ class WebSocket:
         self.close_code: int | None = None
         self.close_reason: str | None = None
         opts = server.options
-        self._ping_interval: float | None = opts["websocket_ping_interval"] or None
-        self._ping_timeout: float | None = opts["websocket_ping_timeout"] or None
-        self._close_timeout: float = opts["websocket_close_timeout"] or 0.0
+        self._ping_interval: float | None = opts.websocket_ping_interval or None
+        self._ping_timeout: float | None = opts.websocket_ping_timeout or None
+        self._close_timeout: float = opts.websocket_close_timeout or 0.0
         self._is_tls = isinstance(self._sock, ssl.SSLSocket)
         self._writer = FrameWriter(self._sched, self._sock, conn.fd, conn.send_timeout)
         #: bytes read from the socket, not given to the parser yet
@@ -215,7 +215,7 @@ class WebSocket:
         self._ping_timer: Any = None
         if self._ping_interval is not None:
             self._ping_timer = self._sched.call_later(self._ping_interval, self._ping_tick)
-        server._websockets.add(self)
+        server.websockets.add(self)
 
     # -- the application's operations ------------------------------------------------
     def receive(self, timeout: float | None = None) -> _Receive:
@@ -467,7 +467,7 @@ class WebSocket:
         if not self.closed:
             self.closed = True
             self.close_code, self.close_reason = code, reason
-            self._server._websockets.discard(self)
+            self._server.websockets.discard(self)
             if self._ping_timer is not None:
                 self._sched.cancel_call(self._ping_timer)
                 self._ping_timer = None

@@ -144,22 +144,22 @@ class WebSocketUpgrade:
             lines.append(b"Sec-WebSocket-Protocol: " + subprotocol.encode("latin-1"))
         extensions: list[Any] = []
         offers = self._environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
-        if offers and (opts["websocket_compression"] if compression is None else compression):
+        if offers and (opts.websocket_compression if compression is None else compression):
             deflate = PerMessageDeflate()
             agreed = server_extensions_handshake([o.strip() for o in offers.split(",")], [deflate])
             if agreed is not None:
                 lines.append(b"Sec-WebSocket-Extensions: " + agreed)
                 extensions.append(deflate)
-        if opts["ident"]:
-            lines.append(b"Server: " + opts["ident"].encode("latin-1"))
+        if opts.ident:
+            lines.append(b"Server: " + opts.ident.encode("latin-1"))
         response.status = "101 Switching Protocols"
         response.headers_sent = True
         response.has_body = False
         response.keep_alive = False
-        unread, conn.buf = conn.buf, b""
+        unread = conn.hand_over()
         ws = WebSocket(self._server, conn, Connection(ConnectionType.SERVER, extensions),
                        subprotocol, bool(extensions),
-                       max_message if max_message is not None else opts["websocket_max_message"],
+                       max_message if max_message is not None else opts.websocket_max_message,
                        unread)
         response.switched = ws
         yield from conn.send(b"\r\n".join(lines) + b"\r\n\r\n")
@@ -191,7 +191,7 @@ class WebSocketUpgrade:
             response.status = f"{exc.status} {reason}"
             extra = "Sec-WebSocket-Version: 13\r\n" if exc.status == 426 else ""
             data = _http.simple_response(exc.status, reason, f"{exc}\n",
-                                         server=self._server.options["ident"])
+                                         server=self._server.options.ident)
             if extra:
                 data = data.replace(b"\r\n", b"\r\n" + extra.encode(), 1)
             yield from self._conn.send(data)

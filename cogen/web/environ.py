@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import unquote
 
 __all__ = ["DEFAULT_TRUSTED_HEADERS", "HEADER_KEYS", "PROXY_HEADERS", "ErrorStream", "ProxyRules",
-           "check_proxy_headers", "decode_path", "header_key"]
+           "check_proxy_headers", "decode_path", "header_key", "request_environ"]
 
 # Header names seen before -> their environ keys: clients send the same dozen
 # names on every request. The names come from clients, so the cache is
@@ -34,6 +34,52 @@ def decode_path(path: str) -> str:
     if "%" not in path:
         return path
     return unquote(path, encoding="latin-1")
+
+
+def request_environ(base: dict[str, Any], head: Any, peer: tuple[str, str], prefix: str,
+                    proxies: ProxyRules) -> dict[str, Any] | None:
+    """The PEP 3333 environ of one request, from the server's ``base`` and the parsed ``head``.
+
+    ``peer`` is ``(address, port)`` as text (both empty on a Unix socket);
+    ``prefix`` the server's ``url_prefix`` without its trailing slash (it is
+    SCRIPT_NAME, already in ``base``). Repeated header fields are joined
+    (``, ``; ``; `` for Cookie, RFC 9110 §5.3), and the trusted proxy rules
+    applied. The body keys (``wsgi.input``, ``CONTENT_LENGTH`` for a chunked
+    body) and the gate are the caller's. Returns None when the path is not
+    under ``prefix``: the request gets a 404.
+    """
+    environ = base.copy()
+    environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = peer
+    environ["REQUEST_METHOD"] = head.method
+    environ["QUERY_STRING"] = head.query
+    environ["SERVER_PROTOCOL"] = "HTTP/1.1" if head.version[1] else "HTTP/1.0"
+    environ["REQUEST_URI"] = environ["RAW_URI"] = head.target
+    path = head.path
+    if "%" in path:
+        path = unquote(path, encoding="latin-1")
+    elif path == "*":
+        # OPTIONS * (asterisk-form) names no resource: PATH_INFO must be
+        # empty or start with '/' (PEP 3333, CGI); REQUEST_URI keeps '*'.
+        path = ""
+    if prefix:
+        if path == prefix or path.startswith(prefix + "/"):
+            path = path[len(prefix):]
+        else:
+            return None
+    environ["PATH_INFO"] = path
+    keys = HEADER_KEYS
+    for name, value in head.headers:
+        key = keys.get(name) or header_key(name)
+        if key in environ:
+            if key[0] == "H":  # HTTP_*: join repeated fields (RFC 9110 §5.3)
+                environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+                continue
+        environ[key] = value
+    if head.host is not None:
+        environ["HTTP_HOST"] = head.host
+    if proxies.is_active:
+        proxies.apply(environ)
+    return environ
 
 
 class ErrorStream:

@@ -8,47 +8,35 @@ from typing import Any
 
 from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation
-from cogen.web.http import CONTINUE_RESPONSE, ChunkedDecoder
+from cogen.web.http import CONTINUE_RESPONSE, RequestBody, RequestHead
 
-__all__ = ["AsyncInput", "BodySource", "Immediate", "UnreadableInput", "read_whole_body"]
+__all__ = ["AsyncInput", "BodySource", "EmptyInput", "Immediate", "UnreadableInput", "read_whole_body"]
+
 
 class BodySource:
     """The body of one request, read off its connection piece by piece.
 
-    ``conn`` provides ``buf`` (received bytes not consumed yet) and the
-    generator methods ``recv_more(timeout)`` and ``send(data)``.
+    ``conn`` provides ``buf`` (received bytes not consumed yet), the
+    generator methods ``recv_more(timeout)`` and ``send(data)``, and
+    ``send_continue()`` (a :class:`~cogen.web.http.ConnectionState`: whether
+    ``100 Continue`` must go out before the body is read).
     """
 
-    __slots__ = (
-        "conn",
-        "decoder",
-        "expect_continue",
-        "pending",
-        "received",
-        "remaining",
-        "timeout",
-    )
+    __slots__ = ("body", "conn", "pending", "timeout")
 
-    def __init__(self, conn: Any, content_length: int | None, chunked: bool,
-                 expect_continue: bool, max_body: int | None, timeout: float | None,
+    def __init__(self, conn: Any, head: RequestHead, max_body: int | None, timeout: float | None,
                  max_trailer_bytes: int = 65536, max_trailer_count: int = 100) -> None:
         self.conn = conn
-        self.remaining = content_length or 0
-        self.decoder = ChunkedDecoder(max_body=max_body, max_trailer_bytes=max_trailer_bytes,
-                                      max_trailer_count=max_trailer_count) if chunked else None
-        self.expect_continue = expect_continue
+        #: the framing, decoded as RequestParser decodes it
+        self.body = RequestBody(head, max_body=max_body, max_trailer_bytes=max_trailer_bytes,
+                                max_trailer_count=max_trailer_count)
         self.pending = b""
-        self.received = 0
         self.timeout = timeout
 
     @property
     def done(self) -> bool:
         """True once the whole body was consumed."""
-        if self.pending:
-            return False
-        if self.decoder is not None:
-            return self.decoder.done
-        return self.remaining == 0
+        return not self.pending and self.body.done
 
     def read_some(self, limit: int = 65536) -> Generator[Any, Any, bytes]:
         """Return the next 1..limit body bytes, or b'' at the end of the body."""
@@ -56,50 +44,33 @@ class BodySource:
             data, self.pending = self.pending[:limit], self.pending[limit:]
             return data
         conn = self.conn
-        decoder = self.decoder
-        while True:
-            if decoder is not None:
-                if decoder.done:
-                    return b""
-                if conn.buf:
-                    data, used = decoder.decode(conn.buf)
-                    if used:
-                        conn.buf = conn.buf[used:]
-                    if data:
-                        self.received += len(data)
-                        if len(data) > limit:
-                            data, self.pending = data[:limit], data[limit:]
-                        return data
-                    if decoder.done:
-                        return b""
-                    if used:
-                        continue
-            else:
-                remaining = self.remaining
-                if not remaining:
-                    return b""
-                buf = conn.buf
-                if buf:
-                    n = min(remaining, limit, len(buf))
-                    if n == len(buf):
-                        data = buf
-                        conn.buf = b""
-                    else:
-                        data = buf[:n]
-                        conn.buf = buf[n:]
-                    self.remaining = remaining - n
-                    self.received += n
-                    return bytes(data)
-            if self.expect_continue:
-                self.expect_continue = False
+        body = self.body
+        while not body.done:
+            buf = conn.buf
+            if buf:
+                data, used = body.decode(buf, limit)
+                if used:
+                    conn.buf = buf[used:]
+                if data:
+                    if len(data) > limit:  # (a chunked body gives all it has)
+                        data, self.pending = data[:limit], data[limit:]
+                    return data
+                if used:
+                    continue
+                if body.done:
+                    break
+            if conn.send_continue():
                 yield from conn.send(CONTINUE_RESPONSE)
             yield from conn.recv_more(self.timeout)
+        return b""
 
 
-def read_whole_body(source: BodySource, memory_limit: int) -> Generator[Any, Any, tuple[Any, int]]:
+def read_whole_body(source: BodySource,
+                    memory_limit: int | None) -> Generator[Any, Any, tuple[Any, int]]:
     """Read all of ``source`` into a file-like (BytesIO, or a temp file beyond ``memory_limit``).
 
-    Returns ``(stream positioned at 0, length)``.
+    ``memory_limit`` None keeps every body in memory (``max_body`` still
+    bounds it). Returns ``(stream positioned at 0, length)``.
     """
     parts = []
     size = 0
@@ -111,7 +82,7 @@ def read_whole_body(source: BodySource, memory_limit: int) -> Generator[Any, Any
         size += len(data)
         if spool is None:
             parts.append(data)
-            if size > memory_limit:
+            if memory_limit is not None and size > memory_limit:
                 spool = tempfile.TemporaryFile()
                 spool.write(b"".join(parts))
                 parts = []
@@ -121,6 +92,27 @@ def read_whole_body(source: BodySource, memory_limit: int) -> Generator[Any, Any
         return io.BytesIO(parts[0] if len(parts) == 1 else b"".join(parts)), size
     spool.seek(0)
     return spool, size
+
+
+class EmptyInput:
+    """``wsgi.input`` of a request without a body."""
+
+    __slots__ = ()
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> EmptyInput:
+        return self
+
+    def __next__(self) -> bytes:
+        raise StopIteration
 
 
 class UnreadableInput(io.RawIOBase):

@@ -2,21 +2,22 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import stat
 import sys
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import Any
 
 from cogen.core.coroutines import Coroutine
 from cogen.core.events import Operation, OperationTimeout
 from cogen.core.io import PARKED, ClientDisconnected, send_file
 from cogen.web import http as _http
-from cogen.web._body import Immediate
-from cogen.web._io import ServerClosing
-from cogen.web._watch import start_watch, stop_watch
+from cogen.web._watch import ServerClosing, start_watch, stop_watch
+from cogen.web.body import Immediate
 
-__all__ = ["Response"]
+__all__ = ["FileWrapper", "Response"]
 
 error_log = logging.getLogger("cogen.web.error")
 _format_head = _http.format_response_head
@@ -24,6 +25,7 @@ _chunk = _http.chunk
 _LAST_CHUNK = _http.LAST_CHUNK
 _NO_LENGTH_STATUS = ("1", "204", "304")
 _http_date = _http.http_date
+_SWITCHED_PROTOCOL = _http.SWITCHED_PROTOCOL
 _HEAD_CACHE: dict[tuple[Any, ...], tuple[bytes, Any]] = {}
 _cache_state: list[Any] = [None]
 
@@ -52,25 +54,184 @@ def _is_real_interrupt(exc: BaseException) -> bool:
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 
 
-class Response:
-    """The state of one response while the app produces it."""
+class _Sender:
+    """The sending half of a :class:`Response`: the head, the framing and the body bytes.
 
-    __slots__ = (
-        "body_sent",
-        "chunked",
-        "conn",
-        "environ",
-        "has_body",
-        "head",
-        "headers",
-        "headers_sent",
-        "keep_alive",
-        "left",
-        "pending",
-        "server",
-        "status",
-        "switched",
-    )
+    Its state is set by ``Response.__init__`` (one call per request, not two).
+    """
+
+    __slots__ = ("body_sent", "chunked", "conn", "has_body", "head", "headers", "headers_sent",
+                 "keep_alive", "left", "pending", "server", "status")
+
+    server: Any
+    conn: Any
+    head: Any
+    status: str | None
+    headers: list[tuple[str, str]]
+    headers_sent: bool
+    keep_alive: bool
+    body_sent: int
+    pending: list[bytes] | None
+    has_body: bool
+    chunked: bool
+    left: int | None
+
+    # -- sending --------------------------------------------------------------------
+    @staticmethod
+    def _check_chunk(chunk: Any) -> bytes:
+        if chunk.__class__ is bytes:
+            return chunk
+        if isinstance(chunk, (bytearray, memoryview)):
+            return bytes(chunk)
+        raise TypeError(f"the app yielded {type(chunk).__name__} {chunk!r:.60}; WSGI bodies are bytes")
+
+    def _flush_pending(self) -> Generator[Any, Any, None]:
+        pending = self.pending or []
+        self.pending = None
+        for data in pending:
+            if data:
+                yield from self._send(data, None)
+        if not self.headers_sent:
+            yield from self._send(b"", None)
+
+    def _head(self, total: int | None) -> bytes:
+        """Serialise the head; ``total`` is the whole body's length when known.
+
+        Heads are cached by everything they depend on, for the current
+        second (the Date field): most responses of a server repeat a handful
+        of header sets, and validating and joining them is a large part of
+        the per-request cost.
+        """
+        status = self.status
+        if status is None:
+            raise AssertionError("the app returned without calling start_response")
+        request = self.head
+        server = self.server
+        # the cache is shared by every server in the process: the key holds
+        # everything of the server's that goes into a head (its Server field)
+        key = (status, total, request.method == "HEAD", request.version, request.keep_alive,
+               server.is_closing, server.options.ident, *self.headers)
+        date = _http_date()
+        if date is not _cache_state[0]:
+            _HEAD_CACHE.clear()
+            _cache_state[0] = date
+        cached = _HEAD_CACHE.get(key)
+        if cached is None:
+            cached = self._format(status, total)
+            if len(_HEAD_CACHE) >= 256:
+                _HEAD_CACHE.clear()
+            _HEAD_CACHE[key] = cached
+        head_bytes, framing = cached
+        self.headers_sent = True
+        self.keep_alive = framing.keep_alive
+        self.has_body = framing.has_body
+        self.chunked = framing.chunked
+        self.left = framing.content_length if framing.has_body else None
+        return head_bytes
+
+    def _format(self, status: str, total: int | None) -> tuple[bytes, Any]:
+        if status[:1] == "1":
+            # WSGI has no interim responses: sent as the final one, a 1xx
+            # would leave the client waiting for a response that never comes
+            raise _http.LocalProtocolError(f"interim status {status!r} as the final response")
+        headers = self.headers
+        if total is not None and not status.startswith(_NO_LENGTH_STATUS):
+            for name, _ in headers:
+                if len(name) == 14 and name.lower() == "content-length":
+                    break
+            else:
+                headers = headers + [("Content-Length", str(total))]
+        server = self.server
+        return _format_head(status, headers, request=self.head, keep_alive=not server.is_closing,
+                            server=server.options.ident)
+
+    def _send(self, data: bytes, total: int | None) -> Iterable[Any]:
+        """Send a piece of body (the head first if not sent yet); ``yield from`` what it returns.
+
+        (Not a generator itself: a send the socket takes at once costs no
+        generator at all; see :meth:`cogen.web.connection.Connection.send`.)
+        """
+        out = self._head(total) if not self.headers_sent else b""
+        if self.has_body and data:
+            left = self.left
+            if left is not None:
+                if len(data) > left:
+                    error_log.warning("%s %s: the app yielded more than its Content-Length; "
+                                      "the excess was not sent", self.head.method, self.head.target)
+                    data = data[:left]
+                    self.keep_alive = False
+                self.left = left - len(data)
+            self.body_sent += len(data)
+            out = out + _chunk(data) if self.chunked else out + data if out else data
+        return self.conn.send(out) if out else ()
+
+    def send_file(self, wrapper: Any) -> Generator[Any, Any, bool]:
+        """Send a ``wsgi.file_wrapper`` with sendfile; False if it cannot be."""
+        rng = wrapper.sendfile_range()
+        if rng is None or not hasattr(self.conn.sock, "getpeername") \
+                or self.conn.sock.__class__.__name__ == "SSLSocket":
+            return False
+        fd, offset, size = rng
+        out = self._head(None) if not self.headers_sent else b""
+        if not self.has_body:
+            if out:
+                yield from self.conn.send(out)
+            return True
+        if self.left is not None:
+            size = min(size, self.left)
+        if self.chunked:
+            if size == 0:
+                if out:
+                    yield from self.conn.send(out)
+                return True
+            out += b"%x\r\n" % size
+        if out:
+            yield from self.conn.send(out)
+        timeout = self.server.options.sendfile_timeout or self.conn.send_timeout
+        sent = yield from send_file(self.conn.sock, self.conn.waiter, fd, offset, size, timeout)
+        self.body_sent += sent
+        if self.left is not None:
+            self.left -= sent
+        if sent < size:
+            self.keep_alive = False
+            raise ClientDisconnected("the file was shorter than announced")
+        if self.chunked:
+            yield from self.conn.send(b"\r\n")
+        return True
+
+    def _finish(self) -> Generator[Any, Any, None]:
+        if not self.headers_sent:
+            yield from self._send(b"", 0)
+            return
+        if self.chunked:
+            yield from self.conn.send(_LAST_CHUNK)
+        elif self.left:
+            error_log.warning("%s %s: the app yielded %d bytes less than its Content-Length",
+                              self.head.method, self.head.target, self.left)
+            self.keep_alive = False
+
+    def _app_failed(self, exc_info: Any) -> Generator[Any, Any, None]:
+        head = self.head
+        error_log.error("error in the application serving %s %s", head.method, head.target,
+                        exc_info=exc_info)
+        self.keep_alive = False
+        if not self.headers_sent:
+            self.status = "500 Internal Server Error"
+            self.headers_sent = True
+            data = _http.simple_response(500, "Internal Server Error", b"Internal Server Error\n",
+                                         server=self.server.options.ident)
+            if head.method == "HEAD":
+                data = data[:data.index(b"\r\n\r\n") + 4]
+            yield from self.conn.send(data)
+
+
+_DONE = object()
+
+
+class Response(_Sender):
+    """The state of one response while the app produces it: the WSGI call and its iteration."""
+
+    __slots__ = ("environ", "switched")
 
     def __init__(self, server: Any, conn: Any, head: Any, environ: dict[str, Any]) -> None:
         self.server = server
@@ -208,9 +369,9 @@ class Response:
         """
         source = gate.source
         # (a read of a buffered body completes at once: nothing to watch for;
-        # on a WebSocket upgrade request the socket is the WebSocket's to read)
+        # once the protocol switched the socket is the new protocol's to read)
         watched = (source is None or source.done) and op.__class__ is not Immediate \
-            and not gate.websocket
+            and self.conn.state is not _SWITCHED_PROTOCOL
         if watched:
             start_watch(self.server.sched, self.conn)
         try:
@@ -332,154 +493,6 @@ class Response:
                 error_log.debug("could not close the response iterable of %s %s", head.method,
                                 head.target, exc_info=True)
 
-    # -- sending --------------------------------------------------------------------
-    @staticmethod
-    def _check_chunk(chunk: Any) -> bytes:
-        if chunk.__class__ is bytes:
-            return chunk
-        if isinstance(chunk, (bytearray, memoryview)):
-            return bytes(chunk)
-        raise TypeError(f"the app yielded {type(chunk).__name__} {chunk!r:.60}; WSGI bodies are bytes")
-
-    def _flush_pending(self) -> Generator[Any, Any, None]:
-        pending = self.pending or []
-        self.pending = None
-        for data in pending:
-            if data:
-                yield from self._send(data, None)
-        if not self.headers_sent:
-            yield from self._send(b"", None)
-
-    def _head(self, total: int | None) -> bytes:
-        """Serialise the head; ``total`` is the whole body's length when known.
-
-        Heads are cached by everything they depend on, for the current
-        second (the Date field): most responses of a server repeat a handful
-        of header sets, and validating and joining them is a large part of
-        the per-request cost.
-        """
-        status = self.status
-        if status is None:
-            raise AssertionError("the app returned without calling start_response")
-        request = self.head
-        server = self.server
-        # the cache is shared by every server in the process: the key holds
-        # everything of the server's that goes into a head (its Server field)
-        key = (status, total, request.method == "HEAD", request.version, request.keep_alive,
-               server.is_closing, server.options["ident"], *self.headers)
-        date = _http_date()
-        if date is not _cache_state[0]:
-            _HEAD_CACHE.clear()
-            _cache_state[0] = date
-        cached = _HEAD_CACHE.get(key)
-        if cached is None:
-            cached = self._format(status, total)
-            if len(_HEAD_CACHE) >= 256:
-                _HEAD_CACHE.clear()
-            _HEAD_CACHE[key] = cached
-        head_bytes, framing = cached
-        self.headers_sent = True
-        self.keep_alive = framing.keep_alive
-        self.has_body = framing.has_body
-        self.chunked = framing.chunked
-        self.left = framing.content_length if framing.has_body else None
-        return head_bytes
-
-    def _format(self, status: str, total: int | None) -> tuple[bytes, Any]:
-        if status[:1] == "1":
-            # WSGI has no interim responses: sent as the final one, a 1xx
-            # would leave the client waiting for a response that never comes
-            raise _http.LocalProtocolError(f"interim status {status!r} as the final response")
-        headers = self.headers
-        if total is not None and not status.startswith(_NO_LENGTH_STATUS):
-            for name, _ in headers:
-                if len(name) == 14 and name.lower() == "content-length":
-                    break
-            else:
-                headers = headers + [("Content-Length", str(total))]
-        server = self.server
-        return _format_head(status, headers, request=self.head, keep_alive=not server.is_closing,
-                            server=server.options["ident"])
-
-    def _send(self, data: bytes, total: int | None) -> Generator[Any, Any, None]:
-        """Send a piece of body (the head first if not sent yet)."""
-        out = self._head(total) if not self.headers_sent else b""
-        if self.has_body and data:
-            left = self.left
-            if left is not None:
-                if len(data) > left:
-                    error_log.warning("%s %s: the app yielded more than its Content-Length; "
-                                      "the excess was not sent", self.head.method, self.head.target)
-                    data = data[:left]
-                    self.keep_alive = False
-                self.left = left - len(data)
-            self.body_sent += len(data)
-            out = out + _chunk(data) if self.chunked else out + data if out else data
-        if out:
-            yield from self.conn.send(out)
-
-    def send_file(self, wrapper: Any) -> Generator[Any, Any, bool]:
-        """Send a ``wsgi.file_wrapper`` with sendfile; False if it cannot be."""
-        rng = wrapper.sendfile_range()
-        if rng is None or not hasattr(self.conn.sock, "getpeername") \
-                or self.conn.sock.__class__.__name__ == "SSLSocket":
-            return False
-        fd, offset, size = rng
-        out = self._head(None) if not self.headers_sent else b""
-        if not self.has_body:
-            if out:
-                yield from self.conn.send(out)
-            return True
-        if self.left is not None:
-            size = min(size, self.left)
-        if self.chunked:
-            if size == 0:
-                if out:
-                    yield from self.conn.send(out)
-                return True
-            out += b"%x\r\n" % size
-        if out:
-            yield from self.conn.send(out)
-        timeout = self.server.options["sendfile_timeout"] or self.conn.send_timeout
-        sent = yield from send_file(self.conn.sock, self.conn.waiter, fd, offset, size, timeout)
-        self.body_sent += sent
-        if self.left is not None:
-            self.left -= sent
-        if sent < size:
-            self.keep_alive = False
-            raise ClientDisconnected("the file was shorter than announced")
-        if self.chunked:
-            yield from self.conn.send(b"\r\n")
-        return True
-
-    def _finish(self) -> Generator[Any, Any, None]:
-        if not self.headers_sent:
-            yield from self._send(b"", 0)
-            return
-        if self.chunked:
-            yield from self.conn.send(_LAST_CHUNK)
-        elif self.left:
-            error_log.warning("%s %s: the app yielded %d bytes less than its Content-Length",
-                              self.head.method, self.head.target, self.left)
-            self.keep_alive = False
-
-    def _app_failed(self, exc_info: Any) -> Generator[Any, Any, None]:
-        head = self.head
-        error_log.error("error in the application serving %s %s", head.method, head.target,
-                        exc_info=exc_info)
-        self.keep_alive = False
-        if not self.headers_sent:
-            self.status = "500 Internal Server Error"
-            self.headers_sent = True
-            data = _http.simple_response(500, "Internal Server Error", b"Internal Server Error\n",
-                                         server=self.server.options["ident"])
-            if head.method == "HEAD":
-                data = data[:data.index(b"\r\n\r\n") + 4]
-            yield from self.conn.send(data)
-
-
-_DONE = object()
-
 
 class _InContext:
     """Pool-like: each call on any free thread of ``pool``, in ``context`` (``thread_affinity`` off).
@@ -503,3 +516,39 @@ class _InContext:
 
 def _threaded_next(iterator: Any) -> Any:
     return next(iterator, _DONE)
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterate a file in blocks, or let the server sendfile it.
+
+    The server sends regular files with ``os.sendfile`` from their current
+    position (up to the Content-Length, if the app set one); anything else is
+    iterated in ``blksize`` blocks. ``close()`` closes the file.
+    """
+
+    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> FileWrapper:
+        return self
+
+    def __next__(self) -> bytes:
+        data: bytes = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+    def sendfile_range(self) -> tuple[int, int, int] | None:
+        """``(fd, offset, size_left)`` if the file can be sent with sendfile, else None."""
+        try:
+            fd = self.filelike.fileno()
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            offset = self.filelike.tell()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+            return None
+        return fd, offset, max(0, st.st_size - offset)
