@@ -21,7 +21,7 @@ The apps, one per workload of ``benchmarks/wsgi.py --workloads``:
 ``flask_app``
     a Flask app: ``/`` answers ``Hello, World!`` (the ``flask`` workload),
     ``/json`` a small JSON object through ``jsonify`` (``flask-json``). Flask
-    is imported on first use, so the other apps work without it.
+    is imported on the first request, so the other apps work without it.
 ``longpoll``
     ``GET /wait`` parks until ``POST /release`` wakes every parked request at
     once; ``GET /count`` says how many are parked. Under cogen-web it parks
@@ -51,8 +51,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["BIG_SIZE", "FILE_SIZE", "HELLO", "JSON_DOC", "application", "big", "echo", "file", "hello",
-           "load_app", "longpoll", "main"]
+__all__ = ["BIG_SIZE", "FILE_SIZE", "HELLO", "JSON_DOC", "application", "big", "echo", "file", "flask_app",
+           "hello", "load_app", "longpoll", "main"]
 
 HELLO = b"Hello, World!"
 CHUNK = 64 * 1024
@@ -153,11 +153,14 @@ def _make_flask_app() -> Any:
     return _flask[0]
 
 
-def __getattr__(name: str) -> Any:
-    # ``benchmarks.apps:flask_app`` imports Flask only when a server asks for it
-    if name == "flask_app":
-        return _make_flask_app()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def flask_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """The Flask app (``/``: text, ``/json``: JSON), built on the first request (the readiness check).
+
+    A plain function rather than the Flask object itself, so that the other
+    apps import without Flask and servers that look the callable up in the
+    module's namespace (uWSGI) find it.
+    """
+    return _make_flask_app()(environ, start_response)  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------- long polls

@@ -147,12 +147,14 @@ class Server:
     ``argv`` (one process on one CPU) and ``multi`` (``--workers N``; empty:
     the server has no such mode here) are formatted with ``py`` (the
     ``--python`` interpreter), ``bin`` (its directory), ``port``, ``app``,
-    ``workers`` and ``limit`` (a connection cap above the idle count); the
+    ``workers`` and ``limit`` (a connection cap above the idle count; in the
+    long-poll visit ``--longpoll`` + 1000, a threaded server's threads); the
     element ``"{opts}"`` is replaced by ``idle_opts`` in the idle visit, by
     ``longpoll_opts`` in the long-poll one, and dropped otherwise.
     ``cannot_idle`` / ``cannot_longpoll`` say why a server is left out of
-    those tests (``None``: it takes part). Log lines containing a
-    ``log_noise`` string are expected and not reported.
+    those tests (``None``: it takes part), ``cannot`` why it is left out of a
+    workload. Log lines containing a ``log_noise`` string are expected and
+    not reported.
     """
 
     name: str
@@ -166,6 +168,7 @@ class Server:
     longpoll_opts: tuple[str, ...] = ()
     cannot_longpoll: str | None = None
     log_noise: tuple[str, ...] = ()
+    cannot: tuple[tuple[str, str], ...] = ()  # (workload, why the server sits it out)
 
     def command(self, py: str, port: int, app: str, mode: str, limit: int, workers: int = 1) -> list[str]:
         """The command line; ``mode`` is ``throughput``, ``idle`` or ``longpoll``."""
@@ -206,12 +209,17 @@ SERVERS: tuple[Server, ...] = (
            # connection idle for 30 s; the idle test lifts both as far as granian allows (60 s)
            idle_opts=("--backlog", "{limit}", "--backpressure", "{limit}",
                       "--http1-header-read-timeout", "60000"),
-           longpoll_opts=("--blocking-threads", "{limit}", "--backpressure", "{limit}")),
+           longpoll_opts=("--blocking-threads", "{limit}", "--backpressure", "{limit}"),
+           log_noise=("Python threads, which seems quite high",)),
     Server("meinheld", "meinheld.server", "meinheld",
            ("{py}", "-m", "benchmarks.apps", "meinheld", "--app", "{app}", "--host", HOST, "--port", "{port}",
             "{opts}"),
            "meinheld (C, picoev), keep-alive switched on", idle_opts=("--c10k",),
-           cannot_longpoll=NO_PARKING),
+           cannot_longpoll=NO_PARKING,
+           cannot=(("file", "its wsgi.file_wrapper stalls part-way through a 10 MiB file (4-8 MiB reach a "
+                             "client)"),),
+           # a client (wrk) closing its connections at the end of a run
+           log_noise=("Broken pipe",)),
     Server("bjoern", "bjoern", "bjoern",
            ("{py}", "-m", "benchmarks.apps", "bjoern", "--app", "{app}", "--host", HOST, "--port", "{port}"),
            "bjoern (C, libev)", cannot_longpoll=NO_PARKING),
@@ -220,7 +228,8 @@ SERVERS: tuple[Server, ...] = (
             "--processes", "1", "--http-keepalive", "--disable-logging", "--die-on-term", "--listen", "1024"),
            "uWSGI (C, pyuwsgi wheel), --http11-socket, 1 process, keep-alive",
            cannot_idle="one process serves one connection at a time", cannot_longpoll=NO_PARKING,
-           log_noise=("running uWSGI as root",)),
+           # root is the benchmark box's business; the pipe errors are wrk closing at the end of a run
+           log_noise=("running uWSGI as root", "Broken pipe", "OSError: write error")),
     Server("gevent", "gevent", "gevent",
            ("{py}", "-m", "benchmarks.apps", "gevent", "--app", "{app}", "--host", HOST, "--port", "{port}"),
            "gevent.pywsgi, patch_all(), TCP_NODELAY on accepted sockets (benchmarks/apps.py)"),
@@ -347,7 +356,9 @@ def start_server(args: argparse.Namespace, srv: Server, work: Workload, mode: st
     """
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONPATH=path)
-    argv = srv.command(args.python, args.port, work.app, mode, args.limit, args.workers)
+    # long polls: a thread per parked request (and some), not one per idle connection
+    limit = args.longpoll + 1000 if mode == "longpoll" else args.limit
+    argv = srv.command(args.python, args.port, work.app, mode, limit, args.workers)
     with open(log, "ab") as logf:
         stamp = time.strftime("%H:%M:%S")
         logf.write(f"\n==== {stamp} {srv.name} {work.name} {mode}: {shlex.join(argv)}\n".encode())
@@ -661,9 +672,15 @@ def longpoll_visit(args: argparse.Namespace, srv: Server, work: Workload, rep: i
     """Start ``srv`` with a thread (or nothing) per parked request; ``--longpoll-rounds`` rounds."""
     rows = []
     with serving(args, srv, work, "longpoll", None):
-        longpoll_round(args.port, min(100, args.longpoll), time.monotonic() + 30)  # warm-up
+        try:
+            longpoll_round(args.port, min(100, args.longpoll), time.monotonic() + 30)  # warm-up
+        except OSError:
+            pass  # the measured rounds will say what is wrong
         for rnd in range(1, args.longpoll_rounds + 1):
-            res = longpoll_round(args.port, args.longpoll, time.monotonic() + 60)
+            try:
+                res = longpoll_round(args.port, args.longpoll, time.monotonic() + 60)
+            except OSError as exc:  # the server reset or refused a connection mid-round
+                res = {"ok": 0, "failed": f"{type(exc).__name__}: {exc}"}
             rows.append({"kind": "longpoll", "server": srv.name, "workload": work.name, "repeat": rep,
                          "round": rnd, "count": args.longpoll, **res})
             print(f"[{rep}] {srv.name:15s} longpoll   {res['ok']}/{args.longpoll} released, last answer "
@@ -961,7 +978,10 @@ def plan(args: argparse.Namespace, servers: list[Server]) -> list[Visit]:
     works = [WORKLOADS[w] for w in args.workload_names] if args.only != "idle" else []
     for work in works:
         for srv in servers:
-            if not work.longpoll:
+            why = dict(srv.cannot).get(work.name)
+            if why:
+                print(f"  {work.name} skips {srv.name}: {why}")
+            elif not work.longpoll:
                 visits.append((throughput_visit, srv, work))
             elif args.workers > 1:
                 print(f"  longpoll skips {srv.name}: the parked requests would be spread over processes "

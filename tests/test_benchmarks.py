@@ -106,7 +106,9 @@ def test_raw_wsgi_answers_500_when_the_app_raises(raw_server: Any) -> None:
 
 def test_flask_app_serves_text_and_json() -> None:
     pytest.importorskip("flask")
-    client = apps.flask_app.test_client()
+    from werkzeug.test import Client
+
+    client = Client(apps.flask_app)
     assert client.get("/").data == apps.HELLO
     assert client.get("/json").get_json() == apps.JSON_DOC
 
