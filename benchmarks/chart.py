@@ -52,12 +52,14 @@ def _barh(ax: Any, names: list[str], series: list[tuple[str, list[float | None],
           better: str = "higher") -> None:
     """Grouped horizontal bars: one group per server (top to bottom), one bar per series.
 
-    The last series' bars of the peers carry cogen's ratio to them (``better``:
+    The peers' c100 bars (or the last series') carry cogen's ratio to them (``better``:
     ``higher`` divides cogen by the peer, ``lower`` the peer by cogen, so
     above 1 is cogen better either way).
     """
     n = max(1, len(series))
     height = 0.8 / n
+    labels = [label for label, _, _ in series]
+    ratio_at = labels.index("c100") if "c100" in labels else n - 1
     top = max((v for _, vals, _ in series for v in vals if v), default=1.0)
     for i, (label, values, color) in enumerate(series):
         ys = [len(names) - 1 - k + 0.4 - height * (i + 0.5) for k in range(len(names))]
@@ -66,7 +68,7 @@ def _barh(ax: Any, names: list[str], series: list[tuple[str, list[float | None],
         for name, y, v in zip(names, ys, values, strict=True):
             kilo = v is not None and v >= 1000 and better == "higher"
             text = "-" if v is None else (f"{v / 1000:.1f}k" if kilo else f"{v:.3g}")
-            if i == len(series) - 1 and name != "cogen" and mine and v:
+            if i == ratio_at and name != "cogen" and mine and v:
                 text += f"  (cogen {mine / v if better == 'higher' else v / mine:.2f}x)"
             ax.text((v or 0) + top * 0.01, y, text, va="center", fontsize=6)
     ax.set_yticks(range(len(names)))
@@ -115,7 +117,9 @@ def render(summary: dict[str, Any], out: Path) -> Path:
         raise ValueError("the summary has no figures to draw")
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 0.3 + 2.6 * rows), squeeze=False)
+    bars = max(len(names) * len(series) for _, names, series, _, _ in panels)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 0.3 + max(2.6, 0.9 + 0.12 * bars) * rows),
+                             squeeze=False)
     for ax, (title, names, series, unit, better) in zip(axes.flat, panels, strict=False):
         _barh(ax, names, series, unit, better)
         ax.set_title(title, fontsize=8)
