@@ -227,7 +227,8 @@ SERVERS: tuple[Server, ...] = (
            ("{bin}/uwsgi", "--http11-socket", f"{HOST}:{{port}}", "--module", "{app}", "--master",
             "--processes", "1", "--http-keepalive", "--disable-logging", "--die-on-term", "--listen", "1024"),
            "uWSGI (C, pyuwsgi wheel), --http11-socket, 1 process, keep-alive",
-           cannot_idle="one process serves one connection at a time", cannot_longpoll=NO_PARKING,
+           cannot_idle="one process, one thread: it stopped answering once a few connections stayed open",
+           cannot_longpoll=NO_PARKING,
            # root is the benchmark box's business; the pipe errors are wrk closing at the end of a run
            log_noise=("running uWSGI as root", "Broken pipe", "OSError: write error")),
     Server("gevent", "gevent", "gevent",
