@@ -1,0 +1,218 @@
+"""The benchmark code itself: the raw-epoll-wsgi ceiling, the apps, the long-poll round, the chart.
+
+No figure is asserted (timing is the benchmark's business, not the suite's):
+these tests check that every piece answers correctly over real sockets, so a
+benchmark run measures what it says it measures.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+import pytest
+
+from benchmarks import apps, wsgi
+from benchmarks.raw_wsgi import RawWSGIServer
+from tests.web._process import ServerProcess, cogen_web
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Any]:
+    """Start a raw-epoll-wsgi loop serving a given app on 127.0.0.1:0; yields ``start(app) -> port``."""
+    servers: list[tuple[RawWSGIServer, threading.Thread]] = []
+
+    def start(app: Any) -> int:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        srv = RawWSGIServer(sock, app)
+        thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        servers.append((srv, thread))
+        return int(sock.getsockname()[1])
+
+    yield start
+    for srv, thread in servers:
+        srv.shutdown()
+        thread.join(10)
+        srv.close()
+
+
+def test_raw_wsgi_serves_every_workload_on_one_keepalive_connection(raw_server: Any) -> None:
+    body = os.urandom(apps.CHUNK)
+    port = raw_server(lambda environ, start_response: {
+        "/hello": apps.hello, "/big": apps.big, "/file": apps.file, "/echo": apps.echo,
+    }[environ["PATH_INFO"]](environ, start_response))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for _ in range(2):  # twice: the connection is kept alive and reused
+            conn.request("GET", "/hello")
+            resp = conn.getresponse()
+            assert (resp.status, resp.read()) == (200, apps.HELLO)
+            assert resp.getheader("Connection") is None
+        conn.request("GET", "/big")
+        assert conn.getresponse().read() == b"".join(apps._BIG_CHUNKS)
+        conn.request("GET", "/file")  # through wsgi.file_wrapper: sendfile
+        with open(apps.bench_file_path(), "rb") as f:
+            assert conn.getresponse().read() == f.read()
+        conn.request("POST", "/echo", body=body)
+        assert conn.getresponse().read() == body
+    finally:
+        conn.close()
+
+
+def test_raw_wsgi_answers_pipelined_requests_in_order_and_closes_when_asked(raw_server: Any) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])  # no Content-Length: the loop adds it
+        return [environ["PATH_INFO"].encode(), b"?", environ["QUERY_STRING"].encode()]
+
+    port = raw_server(app)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+                     b"GET /b HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):  # ends: the server closes after the second response
+            data += chunk
+    first = wsgi.parse_response(data)
+    assert first is not None and first[:2] == (200, b"/a?x=1")
+    second = wsgi.parse_response(data[first[2]:])
+    assert second is not None and second[:2] == (200, b"/b?")
+    assert b"Connection: close" in data[first[2]:]
+
+
+def test_raw_wsgi_answers_500_when_the_app_raises(raw_server: Any) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise RuntimeError("boom")
+
+    port = raw_server(app)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/")
+    assert conn.getresponse().status == 500
+    conn.close()
+
+
+def test_flask_app_serves_text_and_json() -> None:
+    pytest.importorskip("flask")
+    from werkzeug.test import Client
+
+    client = Client(apps.flask_app)
+    assert client.get("/").data == apps.HELLO
+    assert client.get("/json").get_json() == apps.JSON_DOC
+
+
+def test_echo_refuses_a_body_over_its_bound() -> None:
+    seen: list[str] = []
+    out = apps.echo({"CONTENT_LENGTH": str(apps.ECHO_MAX + 1)}, lambda status, headers: seen.append(status))
+    assert seen == ["413 Content Too Large"] and list(out) == []
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    request_queue_size = 128  # not 5: the round connects 30 clients at once
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_longpoll_round_releases_every_parked_request_on_threads() -> None:
+    """The threading.Event flavour, as waitress or granian run it: one thread per parked request."""
+    srv = _ThreadingWSGIServer(("127.0.0.1", 0), _Quiet)
+    srv.set_app(apps.longpoll)
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        res = wsgi.longpoll_round(srv.server_address[1], 30, time.monotonic() + 30)
+    finally:
+        srv.shutdown()
+        thread.join(10)
+        srv.server_close()
+    assert "failed" not in res, res
+    assert (res["parked"], res["ok"], res["release_answer"]) == (30, 30, "woke 30")
+    assert res["ms"] is not None and res["ms"] >= 0
+
+
+def test_longpoll_round_on_cogen_web_parks_on_cogen_operations() -> None:
+    proc = ServerProcess(cogen_web("benchmarks.apps:longpoll", "--host", "127.0.0.1", "--port", "0",
+                                   "--no-access-log"), cwd=REPO)
+    try:
+        port = proc.port()
+        first = wsgi.longpoll_round(port, 50, time.monotonic() + 30)
+        second = wsgi.longpoll_round(port, 50, time.monotonic() + 30)  # the counter went back to 0
+    finally:
+        proc.close()
+    for res in (first, second):
+        assert "failed" not in res, res
+        # "woke 50": one Signal woke all 50 WaitForSignal operations
+        assert (res["parked"], res["ok"], res["release_answer"]) == (50, 50, "woke 50")
+
+
+def _rows() -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for rep, (cog, peer) in enumerate([(100.0, 50.0), (300.0, 100.0), (200.0, 80.0)], 1):
+        for name, rps in (("cogen", cog), ("granian", peer)):
+            for sc in ("c10", "c100"):
+                rows.append({"kind": "throughput", "server": name, "workload": "big", "repeat": rep,
+                             "scenario": sc, "rps": rps, "p99_us": 2000, "server_cpu_pct": 90.0,
+                             "errors": 0, "other_cpu_pct": [1.0, 2.0]})
+    rows.append({"kind": "longpoll", "server": "cogen", "ms": 40.0, "ok": 1000, "count": 1000})
+    rows.append({"kind": "longpoll", "server": "waitress", "ms": 800.0, "ok": 1000, "count": 1000})
+    rows.append({"kind": "idle", "server": "cogen", "idle": 10000, "held": 10000, "kib_per_conn": 2.0,
+                 "without": {"rps": 100.0, "p99_us": 1}, "with": {"rps": 95.0, "p99_us": 3000}, "pct": 95.0,
+                 "dropped": 0, "probe_ok": 10000})
+    return rows
+
+
+def test_summary_has_medians_and_the_ratio_table_divides_cogen_by_each_peer(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    summary = wsgi.summarize(_rows(), ["cogen", "granian", "waitress"])
+    assert summary["throughput"]["big"]["cogen"]["c100"] == 200.0
+    assert summary["throughput"]["big"]["granian"]["c100"] == 80.0
+    assert summary["throughput"]["big"]["granian"]["n"] == 3
+    assert summary["longpoll"]["waitress"]["ms"] == 800.0
+    assert summary["idle"]["cogen"]["kib_per_conn"] == 2.0
+    wsgi.print_ratios(summary)
+    lines = {ln.split()[0]: ln.split()[1:] for ln in capsys.readouterr().out.splitlines()[2:] if ln.strip()}
+    assert lines["granian"] == ["2.50", "-"]       # big/c100: 200 / 80; no long-poll figure for granian
+    assert lines["waitress"] == ["-", "20.00"]     # long polls: 800 ms / 40 ms
+
+
+def test_chart_renders_a_summary_from_a_results_file(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from benchmarks import chart
+
+    summary = wsgi.summarize(_rows(), ["cogen", "granian", "waitress"])
+    results = tmp_path / "results.jsonl"
+    meta = {"machine": "test box", "versions": {"cogen": "x"}, "command": "benchmarks/wsgi.py", "workers": 1}
+    row = {"run": "r1", "kind": "summary", **summary, "meta": meta}
+    results.write_text('{"run": "r1", "kind": "meta"}\n' + json.dumps(row) + "\n")
+    out = tmp_path / "chart.png"
+    assert chart.main(["--from", str(results), str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    assert chart.main(["--from", str(results), "--run", "nope", str(out)]) == 2
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--workloads", "hello,nope"], "unknown workload(s) nope"),
+    (["--servers", "cogen,nginx"], "unknown server(s) nginx"),
+    (["--workers", "0"], "--workers 0"),
+])
+def test_driver_refuses_bad_arguments_with_one_line_and_status_2(argv: list[str], says: str) -> None:
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "wsgi.py"), *argv], capture_output=True,
+                         text=True, timeout=30, check=False)
+    assert res.returncode == 2
+    assert says in res.stderr.strip().splitlines()[-1]
