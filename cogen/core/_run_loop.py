@@ -112,7 +112,7 @@ class RunLoop(OperationInterface):
                 # Fast paths: the commonest operations are done here, without
                 # their process() calls (only for these exact classes, so that
                 # subclasses overriding process() get theirs). They must do what
-                # Sleep.process, WaitForSignal.process and Signal._fire do:
+                # Sleep.process, WaitForSignal.process and Signal.fire do:
                 # tests/core/test_fast_path.py runs every case through both.
                 cls = type(op)
                 if cls is Sleep:
@@ -140,12 +140,12 @@ class RunLoop(OperationInterface):
                     if waiters is None:
                         result = 0
                     elif prio >= 2:  # the OP bit: the woken go first, the last to wait first
-                        result = op._fire_waiters(self, waiters, True)
+                        result = op.fire_waiters(self, waiters, True)
                     else:
                         value = op.value
                         for wcoro in waiters:
-                            if wcoro._timer is not None:
-                                self._kill_timer(wcoro, wcoro._timer)
+                            if wcoro.timer is not None:
+                                self._kill_timer(wcoro, wcoro.timer)
                             append((value, wcoro))
                         result = len(waiters)
                     if prio == 1 or prio == 3:  # the CORO bit: resume the signaller at once
@@ -167,14 +167,14 @@ class RunLoop(OperationInterface):
                     val = CoroutineException(exc)
                     continue
                 if result is PENDING:
-                    timer = coro._timer
+                    timer = coro.timer
                     if timer is None:
                         timeout = op.timeout
                         # USE_DEFAULT with no default_timeout: nothing to arm
                         if timeout is not None and (arm_default or timeout is not USE_DEFAULT):
                             self._arm(op, coro, timeout)
                     elif timer is WOKEN:
-                        coro._timer = None
+                        coro.timer = None
                     break
                 prio = op.prio
                 if prio < 0:
@@ -227,14 +227,14 @@ class RunLoop(OperationInterface):
         self._ready = []
         append = self.active.append
         for op, coro in ready:
-            coro._io = None
+            coro.io_wait = None
             try:
                 result = op.process(self, coro)
             except Exception as exc:
                 self.throw(coro, exc)
                 continue
             if result is not PENDING:
-                timer = coro._timer
+                timer = coro.timer
                 if timer is not None:
                     self._kill_timer(coro, timer)
                 append((result, coro))

@@ -36,7 +36,7 @@ class OperationInterface(TimerHeap):
 
     def resume(self, coro: Coroutine, value: Any, first: bool = False) -> None:
         """Queue ``coro`` to be resumed with ``value`` (at the front if ``first``)."""
-        timer = coro._timer
+        timer = coro.timer
         if timer is not None:
             self._kill_timer(coro, timer)
         if first:
@@ -74,15 +74,15 @@ class OperationInterface(TimerHeap):
                 return True
         if self._ready:
             self._ready = [(o, c) for o, c in self._ready if c is not coro]
-        timer = coro._timer
+        timer = coro.timer
         if timer is not None:
             if timer is WOKEN:
-                coro._timer = None
+                coro.timer = None
             else:
                 self._kill_timer(coro, timer)
-        io = coro._io
+        io = coro.io_wait
         if io is not None:
-            coro._io = None
+            coro.io_wait = None
             if io >= 0:
                 self.reactor.remove_reader(io)
             else:
@@ -114,7 +114,7 @@ class OperationInterface(TimerHeap):
         timer is the coroutine's own, so no deadline is armed besides it, and
         :meth:`resume` or :meth:`cancel` withdraw it.
         """
-        coro._timer = self._push_timer(delay, SLEEP, value, coro)
+        coro.timer = self._push_timer(delay, SLEEP, value, coro)
 
     def woke_itself(self, coro: Coroutine) -> None:
         """Say that ``process`` queued its own ``coro`` and still returns PENDING: arm no deadline.
@@ -125,7 +125,7 @@ class OperationInterface(TimerHeap):
         when the coroutine yields the operation; the loop consumes the
         marker right after.
         """
-        coro._timer = WOKEN
+        coro.timer = WOKEN
 
     def expect_external(self) -> None:
         """Count one wait on something outside the loop (a thread): ``run()`` waits for it."""
@@ -184,11 +184,11 @@ class OperationInterface(TimerHeap):
         if self.reactor.add_reader(fd, owner, op, coro):
             self._ready.append((op, coro))  # known to be readable: retry at once
         else:
-            coro._io = fd
+            coro.io_wait = fd
 
     def wait_writable(self, fd: int, owner: Any, op: Any, coro: Coroutine) -> None:
         """Park ``coro`` until ``fd`` is writable; then ``op.process`` runs again."""
-        coro._io = ~fd
+        coro.io_wait = ~fd
         self.reactor.add_writer(fd, owner, op, coro)
 
     def forget_fd(self, fd: int, exc: BaseException | None = None, closing: bool = False) -> None:
@@ -198,7 +198,7 @@ class OperationInterface(TimerHeap):
         duplicated anywhere: the reactor may then skip a system call.
         """
         for _op, coro in self.reactor.forget(fd, closing):
-            coro._io = None
+            coro.io_wait = None
             if exc is not None:
                 self.throw(coro, exc)
 

@@ -71,10 +71,10 @@ class TimerHeap:
             timeout = self.default_timeout
             if timeout is None:
                 return
-        coro._timer = self._push_timer(timeout, TIMEOUT, op, coro)
+        coro.timer = self._push_timer(timeout, TIMEOUT, op, coro)
 
     def _kill_timer(self, coro: Coroutine, timer: list[Any]) -> None:
-        coro._timer = None
+        coro.timer = None
         if timer[2]:
             timer[2] = 0
             self._timers_live -= 1
@@ -85,8 +85,8 @@ class TimerHeap:
                 self._timers_dead = 0
 
     def _cancel_timer(self, coro: Coroutine) -> None:
-        if coro._timer is not None:
-            self._kill_timer(coro, coro._timer)
+        if coro.timer is not None:
+            self._kill_timer(coro, coro.timer)
 
     def _fire_timers(self, now: float) -> None:
         timers = self.timers
@@ -101,11 +101,11 @@ class TimerHeap:
             entry[2] = 0
             if kind == SLEEP:
                 coro = entry[4]
-                coro._timer = None
+                coro.timer = None
                 self.active.append((entry[3], coro))
             elif kind == TIMEOUT:
                 op, coro = entry[3], entry[4]
-                coro._timer = None
+                coro.timer = None
                 self._timeout(op, coro)
             else:
                 try:
@@ -114,9 +114,9 @@ class TimerHeap:
                     log.exception("error in timer callback %r", entry[3])
 
     def _timeout(self, op: Any, coro: Coroutine) -> None:
-        io = coro._io
+        io = coro.io_wait
         if io is not None:
-            coro._io = None
+            coro.io_wait = None
             if io >= 0:
                 self.reactor.remove_reader(io)
             else:

@@ -99,7 +99,8 @@ class Scheduler(RunLoop):
         self._close_when_stopped = False
         self._closed = False
         self._close_callbacks: list[Callable[[], Any]] = []
-        self._thread_id: int | None = None
+        #: The thread that runs (or last ran) the loop, None before the first run.
+        self.thread_id: int | None = None
         self._close_lock = threading.Lock()
         self._closed_event = threading.Event()
         #: Loop iterations so far: the blocked-loop watchdog
@@ -189,7 +190,7 @@ class Scheduler(RunLoop):
     def iter_run(self) -> Iterator[None]:
         """The loop as a generator: one iteration per ``next()``."""
         self.running = True
-        self._thread_id = threading.get_ident()
+        self.thread_id = threading.get_ident()
         try:
             while not self._stopping and self.has_work():
                 self.run_once(None)
@@ -203,7 +204,7 @@ class Scheduler(RunLoop):
     def run(self) -> None:
         """Run until no coroutine can ever run again, or :meth:`stop` is called."""
         self.running = True
-        self._thread_id = threading.get_ident()
+        self.thread_id = threading.get_ident()
         iterate = self._iterate
         try:
             while not self._stopping and iterate(None, True):
@@ -217,7 +218,7 @@ class Scheduler(RunLoop):
     def stop(self) -> None:
         """Make :meth:`run` return after the current iteration (thread-safe)."""
         self._stopping = True
-        if self._thread_id is not None and threading.get_ident() != self._thread_id:
+        if self.thread_id is not None and threading.get_ident() != self.thread_id:
             self.call_soon_threadsafe(lambda: None)
 
     def shutdown(self, timeout: float | None = None) -> bool:
@@ -237,7 +238,7 @@ class Scheduler(RunLoop):
         self._close_when_stopped = True
         self.stop()
         if self.running:
-            if threading.get_ident() == self._thread_id:
+            if threading.get_ident() == self.thread_id:
                 return False  # run() closes things when it returns
             # The loop may also have just left run() without seeing the flag:
             # whichever thread gets the lock in close() first does the work.
