@@ -92,14 +92,15 @@ class RunLoop(OperationInterface):
             n -= 1
             val, coro = popleft()
             module_vars["current"] = coro
-            # every step runs in the coroutine's own context (see cogen.core.coroutines)
-            run = coro.ctx.run
             while True:
+                # every step runs in the coroutine's own context (see
+                # cogen.core.coroutines); called in place, not through a
+                # local: reading ``coro.ctx.run`` into one builds a bound method
                 try:
                     if type(val) is CoroutineException:
-                        op = run(coro.throw, val.exc)
+                        op = coro.ctx.run(coro.throw, val.exc)
                     else:
-                        op = run(coro.send, val)
+                        op = coro.ctx.run(coro.send, val)
                 except StopIteration as stop:
                     self._finish(coro, stop.value, None)
                     break

@@ -37,6 +37,9 @@ from cogen.core.util import PENDING
 
 __all__ = ["Coroutine", "coro", "coroutine", "current", "local"]
 
+#: What a started coroutine's ``f_kws`` holds (never written to).
+_NO_KWARGS: dict[str, Any] = {}
+
 
 
 class Coroutine(Operation):
@@ -127,9 +130,11 @@ class Coroutine(Operation):
         self.func = None
         assert func is not None
         args, kws = self.f_args, self.f_kws
-        del self.f_args, self.f_kws
+        # released (cheaper than del): the body's frame holds what it still needs
+        self.f_args = ()
+        self.f_kws = _NO_KWARGS
         self.state = self.STATE_RUNNING
-        gen = func(*args, **kws)
+        gen = func(*args, **kws) if kws else func(*args)
         if type(gen) is GeneratorType or (hasattr(gen, "send") and hasattr(gen, "throw")):
             self.gen = gen
             self.send = send = gen.send

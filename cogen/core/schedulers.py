@@ -151,7 +151,7 @@ class Scheduler(RunLoop):
             if instance.state != Coroutine.STATE_NEED_INIT or instance.caller is not None:
                 raise ValueError(f"{instance!r} was already started")
         elif getattr(coro, "is_cogen_coroutine", False):
-            instance = coro(*args, **(kwargs or {}))
+            instance = coro(*args, **kwargs) if kwargs else coro(*args)
         elif callable(coro) or hasattr(coro, "send"):
             instance = Coroutine(coro, *args, **(kwargs or {}))
         else:
