@@ -80,13 +80,7 @@ class OperationInterface(TimerHeap):
                 coro.timer = None
             else:
                 self._kill_timer(coro, timer)
-        io = coro.io_wait
-        if io is not None:
-            coro.io_wait = None
-            if io >= 0:
-                self.reactor.remove_reader(io)
-            else:
-                self.reactor.remove_writer(~io)
+        self._withdraw_io(coro)
         if isinstance(op, Coroutine):
             if op.caller is coro:
                 op.caller = None

@@ -113,7 +113,8 @@ class TimerHeap:
                 except Exception:
                     log.exception("error in timer callback %r", entry[3])
 
-    def _timeout(self, op: Any, coro: Coroutine) -> None:
+    def _withdraw_io(self, coro: Coroutine) -> None:
+        """Take ``coro`` off the descriptor it is parked on in the reactor, if any."""
         io = coro.io_wait
         if io is not None:
             coro.io_wait = None
@@ -121,6 +122,9 @@ class TimerHeap:
                 self.reactor.remove_reader(io)
             else:
                 self.reactor.remove_writer(~io)
+
+    def _timeout(self, op: Any, coro: Coroutine) -> None:
+        self._withdraw_io(coro)
         try:
             op.cleanup(self, coro)
         except Exception as exc:

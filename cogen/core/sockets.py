@@ -132,8 +132,11 @@ class Socket:
     stdlib sockets; ``settimeout`` sets the default timeout of this socket's
     operations. Usable as a context manager (closes on exit).
 
-    Attributes (read by anyone; written only by this class and by the socket
-    operations, see docs/internals.rst, "The operation interface"):
+    The attributes below may be read by anyone; only this class and the
+    socket operations write them (docs/internals.rst, "The operation
+    interface").
+
+    Attributes:
         raw: the stdlib (or ``ssl.SSLSocket``) socket underneath.
         fd: the descriptor, -1 once closed (as :meth:`fileno`).
         is_tls: True for a TLS connection (after :meth:`wrap`).
