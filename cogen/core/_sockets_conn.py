@@ -56,7 +56,7 @@ class Accept(SocketOperation):
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         sock = self.sock
-        accept = sock._sock.accept
+        accept = sock.raw.accept
         while True:
             try:
                 conn, addr = accept()
@@ -65,9 +65,9 @@ class Accept(SocketOperation):
             except OSError as exc:
                 if exc.errno in ACCEPT_ABORTED:
                     continue
-                raise translate(exc, sock._fd < 0) from exc
+                raise translate(exc, sock.fd < 0) from exc
             try:
-                return sock._accepted(conn), addr
+                return sock.wrap_accepted(conn), addr
             except (OSError, ValueError):
                 # this connection broke before we could set it up (reset,
                 # TLS wrapping failed): drop it and accept the next one
@@ -100,12 +100,12 @@ class Connect(SocketOperation):
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         sock = self.sock
-        raw = sock._sock
+        raw = sock.raw
         if self._in_progress:
             try:
                 err = raw.getsockopt(_std.SOL_SOCKET, _std.SO_ERROR)
             except OSError as exc:
-                raise translate(exc, sock._fd < 0) from exc
+                raise translate(exc, sock.fd < 0) from exc
             if err:
                 raise error_from_errno(err, f"connect to {self.addr!r}")
             return self._connected()
@@ -114,7 +114,7 @@ class Connect(SocketOperation):
         except _std.gaierror as exc:
             raise SocketError(f"cannot resolve {self.addr!r}: {exc}") from exc
         except OSError as exc:
-            raise translate(exc, sock._fd < 0) from exc
+            raise translate(exc, sock.fd < 0) from exc
         if err == 0 or err == errno.EISCONN:
             return self._connected()
         if err in (errno.EINPROGRESS, errno.EALREADY, errno.EINTR) or (
@@ -129,9 +129,9 @@ class Connect(SocketOperation):
 
     def _connected(self) -> Socket:
         sock = self.sock
-        if sock._sock.family in TCP_FAMILIES:
+        if sock.raw.family in TCP_FAMILIES:
             try:
-                sock._sock.setsockopt(_std.IPPROTO_TCP, _std.TCP_NODELAY, 1)
+                sock.raw.setsockopt(_std.IPPROTO_TCP, _std.TCP_NODELAY, 1)
             except OSError:  # pragma: no cover - e.g. a raw socket
                 pass
         return sock
@@ -164,12 +164,12 @@ class Handshake(SocketOperation):
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         sock = self.sock
-        if not sock._tls:
+        if not sock.is_tls:
             raise SocketError(f"Handshake on {sock!r}, which is not a TLS socket; wrap it first")
         try:
-            writing = handshake_step(cast(ssl.SSLSocket, sock._sock))
+            writing = handshake_step(cast(ssl.SSLSocket, sock.raw))
         except OSError as exc:
-            raise translate(exc, sock._fd < 0) from exc
+            raise translate(exc, sock.fd < 0) from exc
         if writing is None:
             return sock
         return self._wait_write(sched, coro) if writing else self._wait_read(sched, coro)
@@ -215,7 +215,7 @@ class SendFile(SocketOperation):
         self._started = False
 
     def _pick(self) -> int:
-        if not _HAS_SENDFILE or self.sock._tls:
+        if not _HAS_SENDFILE or self.sock.is_tls:
             return -1
         try:
             fd = self.fileobj.fileno()
@@ -244,7 +244,7 @@ class SendFile(SocketOperation):
 
     def _zero_copy(self, sched: Scheduler, coro: Coroutine) -> Any:
         sock = self.sock
-        out_fd, in_fd, length = sock._fd, cast(int, self._in_fd), self.length
+        out_fd, in_fd, length = sock.fd, cast(int, self._in_fd), self.length
         while True:
             count = (1 << 30) if length is None else min(length - self.sent, 1 << 30)
             if count <= 0:
@@ -254,17 +254,17 @@ class SendFile(SocketOperation):
             except BlockingIOError:
                 return self._wait_write(sched, coro)
             except OSError as exc:
-                if not self.sent and exc.errno in _SENDFILE_UNSUPPORTED and sock._fd >= 0:
+                if not self.sent and exc.errno in _SENDFILE_UNSUPPORTED and sock.fd >= 0:
                     self._in_fd = -1
                     return self._fallback(sched, coro)
-                raise translate(exc, sock._fd < 0) from exc
+                raise translate(exc, sock.fd < 0) from exc
             if not n:
                 return self._done()
             self.sent += n
 
     def _fallback(self, sched: Scheduler, coro: Coroutine) -> Any:
         sock = self.sock
-        send = sock._sock.send
+        send = sock.raw.send
         fileobj, length = self.fileobj, self.length
         if not self._started:
             self._started = True
@@ -291,7 +291,7 @@ class SendFile(SocketOperation):
                 return self._wait_read(sched, coro)
             except OSError as exc:
                 self._chunk = None
-                raise translate(exc, sock._fd < 0) from exc
+                raise translate(exc, sock.fd < 0) from exc
             self.sent += n
             chunk = chunk[n:] if n < len(chunk) else None
             self._chunk = chunk

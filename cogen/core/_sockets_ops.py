@@ -85,7 +85,7 @@ def _take(buf: bytearray, n: int) -> bytes:
 
 
 def _eof(sock: Socket) -> ConnectionClosed:
-    if sock._fd < 0:
+    if sock.fd < 0:
         return SocketClosed(errno.EBADF, "the socket was closed")
     return ConnectionClosed("the peer closed the connection")
 
@@ -117,7 +117,7 @@ def _not_a_socket(op: SocketOperation, sock: Any) -> TypeError:
 
 
 def _explicit_timeout(op: SocketOperation, sock: Any, timeout: Any, prio: int) -> None:
-    if not hasattr(sock, "_rbuf"):
+    if not hasattr(sock, "read_buf"):
         raise _not_a_socket(op, sock)
     TimedOperation.__init__(op, timeout, prio)
 
@@ -141,7 +141,7 @@ class SocketOperation(TimedOperation):
         self.prio = prio
         if timeout is USE_DEFAULT:
             try:
-                self.timeout = sock._timeout
+                self.timeout = sock.default_timeout
             except AttributeError:
                 raise _not_a_socket(self, sock) from None
         else:
@@ -173,7 +173,7 @@ class Read(SocketOperation):
         self.prio = prio
         if timeout is USE_DEFAULT:
             try:
-                self.timeout = sock._timeout
+                self.timeout = sock.default_timeout
             except AttributeError:
                 raise _not_a_socket(self, sock) from None
         else:
@@ -184,19 +184,19 @@ class Read(SocketOperation):
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         sock = self.sock
-        buf = sock._rbuf
+        buf = sock.read_buf
         if buf:
             return _take(buf, self.bufsize)
-        if sock._eof:
+        if sock.at_eof:
             raise _eof(sock)
         try:
-            data = sock._sock.recv(self.bufsize)
+            data = sock.raw.recv(self.bufsize)
         except WOULD_BLOCK:
             return self._wait_read(sched, coro)
         except SSL_WANT_WRITE:
             return self._wait_write(sched, coro)
         except OSError as exc:
-            raise translate(exc, sock._fd < 0) from exc
+            raise translate(exc, sock.fd < 0) from exc
         if data:
             return data
         sock.mark_eof()
@@ -219,7 +219,7 @@ class ReadAll(SocketOperation):
         self.prio = prio
         if timeout is USE_DEFAULT:
             try:
-                self.timeout = sock._timeout
+                self.timeout = sock.default_timeout
             except AttributeError:
                 raise _not_a_socket(self, sock) from None
         else:
@@ -230,14 +230,14 @@ class ReadAll(SocketOperation):
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         sock = self.sock
-        buf = sock._rbuf
+        buf = sock.read_buf
         size = self.size
         have = len(buf)
         if have >= size:
             return _take(buf, size)
-        recv = sock._sock.recv
+        recv = sock.raw.recv
         while True:
-            if sock._eof:
+            if sock.at_eof:
                 exc = _eof(sock)
                 if not isinstance(exc, SocketClosed):
                     exc = ConnectionClosed(f"the peer closed the connection after {have} of the "
@@ -251,7 +251,7 @@ class ReadAll(SocketOperation):
             except SSL_WANT_WRITE:
                 return self._wait_write(sched, coro)
             except OSError as exc:
-                raise translate(exc, sock._fd < 0) from exc
+                raise translate(exc, sock.fd < 0) from exc
             if not data:
                 sock.mark_eof()
                 continue
@@ -291,7 +291,7 @@ class ReadLine(SocketOperation):
         self.truncate = truncate
         if timeout is USE_DEFAULT:
             try:
-                self.timeout = sock._timeout
+                self.timeout = sock.default_timeout
             except AttributeError:
                 raise _not_a_socket(self, sock) from None
         else:
@@ -303,13 +303,13 @@ class ReadLine(SocketOperation):
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         sock = self.sock
-        buf = sock._rbuf
+        buf = sock.read_buf
         maxlen = self.maxlen
         if buf:
             i = buf.find(b"\n", self._scan, maxlen)
             if i >= 0:
                 return _take(buf, i + 1)
-        recv = sock._sock.recv
+        recv = sock.raw.recv
         while True:
             have = len(buf)
             if have >= maxlen:
@@ -318,7 +318,7 @@ class ReadLine(SocketOperation):
                     return _take(buf, maxlen)
                 raise LineTooLong(f"no end of line in the first {maxlen} bytes "
                                   f"(ReadLine maxlen={maxlen}); they stay in the read buffer")
-            if sock._eof:
+            if sock.at_eof:
                 if have:
                     return _take(buf, have)
                 raise _eof(sock)
@@ -330,7 +330,7 @@ class ReadLine(SocketOperation):
             except SSL_WANT_WRITE:
                 return self._wait_write(sched, coro)
             except OSError as exc:
-                raise translate(exc, sock._fd < 0) from exc
+                raise translate(exc, sock.fd < 0) from exc
             if not data:
                 sock.mark_eof()
                 continue
@@ -362,7 +362,7 @@ class Write(SocketOperation):
         self.prio = prio
         if timeout is USE_DEFAULT:
             try:
-                self.timeout = sock._timeout
+                self.timeout = sock.default_timeout
             except AttributeError:
                 raise _not_a_socket(self, sock) from None
         else:
@@ -374,13 +374,13 @@ class Write(SocketOperation):
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         sock = self.sock
         try:
-            return sock._sock.send(self.data)
+            return sock.raw.send(self.data)
         except WANT_WRITE:
             return self._wait_write(sched, coro)
         except SSL_WANT_READ:
             return self._wait_read(sched, coro)
         except OSError as exc:
-            raise translate(exc, sock._fd < 0) from exc
+            raise translate(exc, sock.fd < 0) from exc
 
 
 class WriteAll(SocketOperation):
@@ -399,7 +399,7 @@ class WriteAll(SocketOperation):
         self.prio = prio
         if timeout is USE_DEFAULT:
             try:
-                self.timeout = sock._timeout
+                self.timeout = sock.default_timeout
             except AttributeError:
                 raise _not_a_socket(self, sock) from None
         else:
@@ -415,7 +415,7 @@ class WriteAll(SocketOperation):
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
         sock = self.sock
-        send = sock._sock.send
+        send = sock.raw.send
         total = self._total
         try:
             view = self._view
@@ -439,7 +439,7 @@ class WriteAll(SocketOperation):
             return self._wait_read(sched, coro)
         except OSError as exc:
             self._view = None
-            raise translate(exc, sock._fd < 0) from exc
+            raise translate(exc, sock.fd < 0) from exc
 
 
 Recv = Read

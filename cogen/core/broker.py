@@ -102,7 +102,7 @@ class LocalOnlyWarning:
             log.warning("Signal(%r) reaches the coroutines of this worker only (pid %d, one of %d "
                         "workers): configure a broker (cogen-web --broker redis://host:6379/0) so that "
                         "signals reach every worker", op.name, _getpid(), self.workers)
-        return op._fire(sched)
+        return op.fire(sched)
 
     def queue(self, name: str) -> Any:
         """No shared backend: the queue stays local."""

@@ -37,6 +37,9 @@ from cogen.core.util import PENDING
 
 __all__ = ["Coroutine", "coro", "coroutine", "current", "local"]
 
+#: What a started coroutine's ``f_kws`` holds (never written to).
+_NO_KWARGS: dict[str, Any] = {}
+
 
 
 class Coroutine(Operation):
@@ -49,6 +52,11 @@ class Coroutine(Operation):
         name: the wrapped function's name.
         waiters: the coroutines waiting in ``events.Join`` for this one (an
             empty tuple until the first one joins).
+        ctx: the :class:`contextvars.Context` every step runs in.
+        timer: the scheduler's: the timer entry of this coroutine's sleep or
+            deadline, None when it has none.
+        io_wait: the scheduler's: the descriptor it is parked on, ``fd`` for
+            a read and ``~fd`` for a write, None when it is not.
     """
 
     STATE_NEED_INIT, STATE_RUNNING, STATE_COMPLETED, STATE_FAILED = range(4)
@@ -57,9 +65,7 @@ class Coroutine(Operation):
     __slots__ = (
         "__weakref__",
         "_caller_root",
-        "_io",
         "_locals",
-        "_timer",
         "caller",
         "ctx",
         "exception",
@@ -67,10 +73,12 @@ class Coroutine(Operation):
         "f_kws",
         "func",
         "gen",
+        "io_wait",
         "name",
         "result",
         "send",
         "state",
+        "timer",
         "waiters",
     )
 
@@ -80,8 +88,8 @@ class Coroutine(Operation):
         self.waiters: list[Coroutine] | tuple[()] = ()  # most coroutines are never joined
         self.result: Any = None
         self.exception: BaseException | None = None
-        self._timer: list[Any] | None = None
-        self._io: Any = None
+        self.timer: list[Any] | None = None
+        self.io_wait: Any = None
         self._locals: dict[int, tuple[local, dict[str, Any]]] | None = None
         # None for a coroutine that is not a sub-call; not ``self``, which would
         # make every coroutine a reference cycle that only the GC can free
@@ -122,9 +130,11 @@ class Coroutine(Operation):
         self.func = None
         assert func is not None
         args, kws = self.f_args, self.f_kws
-        del self.f_args, self.f_kws
+        # released (cheaper than del): the body's frame holds what it still needs
+        self.f_args = ()
+        self.f_kws = _NO_KWARGS
         self.state = self.STATE_RUNNING
-        gen = func(*args, **kws)
+        gen = func(*args, **kws) if kws else func(*args)
         if type(gen) is GeneratorType or (hasattr(gen, "send") and hasattr(gen, "throw")):
             self.gen = gen
             self.send = send = gen.send
@@ -140,7 +150,7 @@ class Coroutine(Operation):
         return self.gen.throw(exc)
 
     @property
-    def _root(self) -> Coroutine:
+    def root(self) -> Coroutine:
         """The coroutine at the top of this one's chain of callers (itself if none)."""
         return self._caller_root or self
 
@@ -154,7 +164,7 @@ class Coroutine(Operation):
         if self.state != self.STATE_NEED_INIT or self.caller is not None:
             raise TypeError(f"cannot call {self!r}: it was already started; use Join to wait for it")
         self.caller = coro
-        self._caller_root = coro._root
+        self._caller_root = coro.root
         self.ctx = coro.ctx  # one logical thread of control: one context
         sched.resume(self, None, True)
         return PENDING
@@ -226,7 +236,7 @@ def _current_root() -> Coroutine:
     c = current
     if c is None:
         raise RuntimeError("coroutine-local data used outside a running coroutine")
-    return c._root
+    return c.root
 
 
 class local:

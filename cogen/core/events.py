@@ -225,7 +225,7 @@ class WaitForSignal(TimedOperation):
         if pending is not None and waiting >= pending[0].recipients:
             sig, sigcoro = pending
             sched.unpark_signal(self.name)
-            woken = sig._fire(sched)  # this coroutine included
+            woken = sig.fire(sched)  # this coroutine included
             # as in the original, the parked signaller goes after the woken
             # waiters, or before them all when its priority has the CORO bit
             prio = sig.prio if sig.prio >= 0 else sched.default_priority
@@ -271,16 +271,22 @@ class Signal(TimedOperation):
         if self.recipients and sched.signal_waiter_count(self.name) < self.recipients:
             sched.park_signal(self.name, self, coro)
             return PENDING
-        return self._fire(sched)
+        return self.fire(sched)
 
-    def _fire(self, sched: Scheduler) -> int:
+    def fire(self, sched: Scheduler) -> int:
+        """Wake the waiters of ``name`` in ``sched`` now; returns how many were woken.
+
+        What ``process`` does once the signal may go, without the broker and
+        ``recipients``: for a broker delivering another process's signal, and
+        ``WaitForSignal`` releasing a parked one.
+        """
         waiters = sched.take_signal_waiters(self.name)
         if not waiters:
             return 0
         prio = self.prio if self.prio >= 0 else sched.default_priority
-        return self._fire_waiters(sched, waiters, bool(prio & priority.OP))
+        return self.fire_waiters(sched, waiters, bool(prio & priority.OP))
 
-    def _fire_waiters(self, sched: Scheduler, waiters: list[Coroutine], first: bool) -> int:
+    def fire_waiters(self, sched: Scheduler, waiters: list[Coroutine], first: bool) -> int:
         """Resume ``waiters`` with the value: in order, or if ``first`` ahead of the queue.
 
         Ahead of the queue they go in reverse order (the last to wait runs

@@ -186,7 +186,7 @@ class chunk(Operation):
         self.value = value
 
     def process(self, sched: Scheduler, coro: Coroutine) -> Any:
-        token = getattr(coro._root, "iter_token", None)
+        token = getattr(coro.root, "iter_token", None)
         if token is None:
             raise TypeError("chunk() yielded by a coroutine that is not run by Iterate")
         return token._chunk(sched, coro, self.value)

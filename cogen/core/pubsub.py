@@ -67,7 +67,7 @@ class NotSubscribedError(CogenError, LookupError):
 
 
 def _key(key: Any, coro: Coroutine) -> Any:
-    return key if key is not None else coro._root
+    return key if key is not None else coro.root
 
 
 def _shared(queue: PublishSubscribeQueue, sched: Scheduler) -> Any:

@@ -131,20 +131,34 @@ class Socket:
     ``setblocking`` only records a flag (``getblocking``) for code written for
     stdlib sockets; ``settimeout`` sets the default timeout of this socket's
     operations. Usable as a context manager (closes on exit).
+
+    The attributes below may be read by anyone; only this class and the
+    socket operations write them (docs/internals.rst, "The operation
+    interface").
+
+    Attributes:
+        raw: the stdlib (or ``ssl.SSLSocket``) socket underneath.
+        fd: the descriptor, -1 once closed (as :meth:`fileno`).
+        is_tls: True for a TLS connection (after :meth:`wrap`).
+        read_buf: the ``bytearray`` of received bytes no read has consumed
+            yet, shared by every read.
+        at_eof: True once a read saw the end of the stream (:meth:`mark_eof`).
+        default_timeout: the timeout of operations given none (``settimeout``;
+            ``USE_DEFAULT`` for the scheduler's).
     """
 
     __slots__ = (
         "__weakref__",
         "_blocking",
-        "_eof",
-        "_fd",
         "_owner",
-        "_rbuf",
         "_sched",
-        "_sock",
         "_ssl_context",
-        "_timeout",
-        "_tls",
+        "at_eof",
+        "default_timeout",
+        "fd",
+        "is_tls",
+        "raw",
+        "read_buf",
     )
 
     def __init__(self, family: int | None = None, type: int | None = None, proto: int = 0,
@@ -161,11 +175,11 @@ class Socket:
         self._setup(sock)
 
     def _setup(self, sock: _std.socket) -> None:
-        self._sock = sock
-        self._fd = sock.fileno()
-        self._rbuf = bytearray()
-        self._eof = False
-        self._timeout: Any = USE_DEFAULT
+        self.raw = sock
+        self.fd = sock.fileno()
+        self.read_buf = bytearray()
+        self.at_eof = False
+        self.default_timeout: Any = USE_DEFAULT
         self._blocking = True
         self._sched: Any = None
         # The reactor tells a reused descriptor number from the old one by
@@ -173,7 +187,7 @@ class Socket:
         # until the number is reused, and a wrapper somebody forgot to close
         # must still be collectable (and its descriptor closed by the stdlib).
         self._owner = object()
-        self._tls = isinstance(sock, ssl.SSLSocket)
+        self.is_tls = isinstance(sock, ssl.SSLSocket)
         self._ssl_context: ssl.SSLContext | None = None
 
     @classmethod
@@ -191,7 +205,7 @@ class Socket:
         self._setup(sock)
         return self
 
-    def _accepted(self, conn: _std.socket) -> Socket:
+    def wrap_accepted(self, conn: _std.socket) -> Socket:
         """Wrap a connection ``Accept`` got on this listening socket."""
         conn.setblocking(False)
         if conn.family in TCP_FAMILIES:
@@ -207,78 +221,68 @@ class Socket:
     @property
     def family(self) -> int:
         """The address family (``AF_INET``, ``AF_INET6``, ``AF_UNIX``)."""
-        return self._sock.family
+        return self.raw.family
 
     @property
     def type(self) -> int:
         """The socket type (``SOCK_STREAM``)."""
-        return self._sock.type
+        return self.raw.type
 
     @property
     def proto(self) -> int:
         """The protocol number."""
-        return self._sock.proto
-
-    @property
-    def raw(self) -> _std.socket:
-        """The stdlib (or ``ssl.SSLSocket``) socket underneath; non-blocking."""
-        return self._sock
+        return self.raw.proto
 
     @property
     def is_closed(self) -> bool:
         """True once :meth:`close` was called."""
-        return self._fd < 0
-
-    @property
-    def is_tls(self) -> bool:
-        """True for a TLS connection (after :meth:`wrap`)."""
-        return self._tls
+        return self.fd < 0
 
     @property
     def buffered(self) -> int:
         """How many received bytes wait in the read buffer."""
-        return len(self._rbuf)
+        return len(self.read_buf)
 
     def pending(self) -> int:
         """Bytes a read can return without the OS: the read buffer plus, on TLS, decrypted bytes."""
-        n = len(self._rbuf)
-        if self._tls and self._fd >= 0:
-            n += cast(ssl.SSLSocket, self._sock).pending()
+        n = len(self.read_buf)
+        if self.is_tls and self.fd >= 0:
+            n += cast(ssl.SSLSocket, self.raw).pending()
         return n
 
     def fileno(self) -> int:
         """The descriptor, or -1 once closed."""
-        return self._fd
+        return self.fd
 
     def _call(self, fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
         except OSError as exc:
-            raise translate(exc, self._fd < 0) from exc
+            raise translate(exc, self.fd < 0) from exc
 
     def bind(self, addr: Any) -> None:
         """Bind to ``addr``; raises :class:`SocketError` (e.g. ``EADDRINUSE``)."""
-        self._call(self._sock.bind, addr)
+        self._call(self.raw.bind, addr)
 
     def listen(self, backlog: int | None = None) -> None:
         """Listen for connections (``backlog`` defaults to 1024, capped by the OS)."""
-        self._call(self._sock.listen, _DEFAULT_BACKLOG if backlog is None else backlog)
+        self._call(self.raw.listen, _DEFAULT_BACKLOG if backlog is None else backlog)
 
     def setsockopt(self, *args: Any) -> None:
         """As :meth:`socket.socket.setsockopt`."""
-        self._call(self._sock.setsockopt, *args)
+        self._call(self.raw.setsockopt, *args)
 
     def getsockopt(self, *args: Any) -> Any:
         """As :meth:`socket.socket.getsockopt`."""
-        return self._call(self._sock.getsockopt, *args)
+        return self._call(self.raw.getsockopt, *args)
 
     def getsockname(self) -> Any:
         """The local address."""
-        return self._call(self._sock.getsockname)
+        return self._call(self.raw.getsockname)
 
     def getpeername(self) -> Any:
         """The remote address; raises :class:`SocketError` (``ENOTCONN``) if not connected."""
-        return self._call(self._sock.getpeername)
+        return self._call(self.raw.getpeername)
 
     def shutdown(self, how: int = _std.SHUT_RDWR) -> None:
         """Shut down one or both directions (``SHUT_RD``, ``SHUT_WR``, ``SHUT_RDWR``).
@@ -286,7 +290,7 @@ class Socket:
         On a TLS socket this also drops the TLS layer without a close_notify,
         as :meth:`ssl.SSLSocket.shutdown` does.
         """
-        self._call(self._sock.shutdown, how)
+        self._call(self.raw.shutdown, how)
 
     def setblocking(self, flag: bool) -> None:
         """Record the flag; the socket stays non-blocking underneath (see the class doc)."""
@@ -307,20 +311,20 @@ class Socket:
                 raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
             if timeout < 0:
                 raise ValueError(f"timeout must not be negative, got {timeout!r}")
-        self._timeout = timeout
+        self.default_timeout = timeout
 
     def gettimeout(self) -> float | None:
         """The value :meth:`settimeout` set; None if never set (the scheduler's default then applies)."""
-        return None if self._timeout is USE_DEFAULT else self._timeout
+        return None if self.default_timeout is USE_DEFAULT else self.default_timeout
 
     def getpeercert(self, binary_form: bool = False) -> Any:
         """The peer's certificate of a TLS socket (after the handshake).
 
         As :meth:`ssl.SSLSocket.getpeercert`.
         """
-        if not self._tls:
+        if not self.is_tls:
             raise SocketError(f"{self!r} is not a TLS socket")
-        return cast(ssl.SSLSocket, self._sock).getpeercert(binary_form)
+        return cast(ssl.SSLSocket, self.raw).getpeercert(binary_form)
 
     def close(self) -> None:
         """Close the socket (idempotent).
@@ -328,16 +332,16 @@ class Socket:
         A coroutine waiting on it gets :class:`SocketClosed`; buffered bytes
         are dropped.
         """
-        fd = self._fd
+        fd = self.fd
         if fd < 0:
             return
-        self._fd = -1
-        self._rbuf.clear()
+        self.fd = -1
+        self.read_buf.clear()
         sched = self._sched
         if sched is not None:
             self._sched = None
             sched.forget_fd(fd, SocketClosed(errno.EBADF, "the socket was closed while waiting on it"))
-        self._sock.close()
+        self.raw.close()
 
     # -- what the socket operations call (docs/internals.rst, "The operation interface")
     def park_reader(self, sched: Any, op: Any, coro: Any) -> Any:
@@ -347,18 +351,18 @@ class Socket:
         if the socket is closed; a later :meth:`close` throws SocketClosed
         into the parked coroutine.
         """
-        if self._fd < 0:
+        if self.fd < 0:
             raise SocketClosed(errno.EBADF, "the socket was closed")
         self._sched = sched
-        sched.wait_readable(self._fd, self._owner, op, coro)
+        sched.wait_readable(self.fd, self._owner, op, coro)
         return PENDING
 
     def park_writer(self, sched: Any, op: Any, coro: Any) -> Any:
         """As :meth:`park_reader`, until the socket is writable."""
-        if self._fd < 0:
+        if self.fd < 0:
             raise SocketClosed(errno.EBADF, "the socket was closed")
         self._sched = sched
-        sched.wait_writable(self._fd, self._owner, op, coro)
+        sched.wait_writable(self.fd, self._owner, op, coro)
         return PENDING
 
     def attach(self, sched: Any) -> None:
@@ -367,7 +371,7 @@ class Socket:
 
     def mark_eof(self) -> None:
         """Note that a read saw the end of the stream: later reads raise ConnectionClosed."""
-        self._eof = True
+        self.at_eof = True
 
     def __enter__(self) -> Socket:  # noqa: PYI034 (typing.Self needs 3.11)
         return self
@@ -376,10 +380,10 @@ class Socket:
         self.close()
 
     def __repr__(self) -> str:
-        kind = "TLS " if self._tls else ""
-        if self._fd < 0:
+        kind = "TLS " if self.is_tls else ""
+        if self.fd < 0:
             return f"<cogen {kind}Socket closed>"
-        return f"<cogen {kind}Socket fd={self._fd} family={self._sock.family!r}>"
+        return f"<cogen {kind}Socket fd={self.fd} family={self.raw.family!r}>"
 
     # -- TLS --------------------------------------------------------------------------
     def wrap(self, context: ssl.SSLContext, server_side: bool = False,
@@ -394,22 +398,22 @@ class Socket:
         ``server_hostname`` for certificate checks. Extra keyword arguments go
         to ``context.wrap_socket``.
         """
-        if self._fd < 0:
+        if self.fd < 0:
             raise SocketClosed(errno.EBADF, "cannot wrap a closed socket")
-        if self._tls or self._ssl_context is not None:
+        if self.is_tls or self._ssl_context is not None:
             raise SocketError(f"{self!r} is already wrapped for TLS")
-        if self._sock.getsockopt(_std.SOL_SOCKET, _std.SO_ACCEPTCONN):
+        if self.raw.getsockopt(_std.SOL_SOCKET, _std.SO_ACCEPTCONN):
             self._ssl_context = context
             return self
         try:
-            raw = context.wrap_socket(self._sock, server_side=server_side,
+            raw = context.wrap_socket(self.raw, server_side=server_side,
                                       server_hostname=server_hostname,
                                       do_handshake_on_connect=False, **kwargs)
         except OSError as exc:
             raise translate(exc, False) from exc
         raw.setblocking(False)
-        self._sock = raw
-        self._tls = True
+        self.raw = raw
+        self.is_tls = True
         return self
 
     # -- operations -------------------------------------------------------------------

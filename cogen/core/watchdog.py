@@ -164,7 +164,7 @@ class Watchdog:
         self._reported[id(subject)] = subject  # held, so that its id is not reused
         if len(self._reported) > _REMEMBERED:
             self._reported.popitem(last=False)
-        thread_id = self.sched._thread_id or self._loop_thread
+        thread_id = self.sched.thread_id or self._loop_thread
         frame = sys._current_frames().get(thread_id)
         stack = "".join(traceback.format_stack(frame, _STACK_FRAMES)) if frame else "(no stack)\n"
         log.warning("blocked loop: %s has held the event loop for over %.2f s (threshold %.2f s); "

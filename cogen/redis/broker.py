@@ -178,10 +178,10 @@ class RedisBroker:
         """Wake the local waiters, publish to the other processes; see the module docstring."""
         name = op.name
         if not isinstance(name, (str, bytes)):
-            return op._fire(sched)
+            return op.fire(sched)
         message = {"o": self.origin, "n": encode_value(name), "v": encode_value(op.value)}
         payload = json.dumps(message, separators=(",", ":"))
-        woken = op._fire(sched)
+        woken = op.fire(sched)
         timeout = op.timeout
         if timeout is USE_DEFAULT:
             timeout = sched.default_timeout
@@ -206,7 +206,7 @@ class RedisBroker:
             return
         self._closed = True
         if self._sched is not None:
-            Signal(self._wake_key)._fire(self._sched)  # a listener waiting to retry stops now
+            Signal(self._wake_key).fire(self._sched)  # a listener waiting to retry stops now
         if self._pubsub is not None:
             self._pubsub.close()
         self.redis.close()
@@ -274,7 +274,7 @@ class RedisBroker:
             return
         sched = self._sched
         if sched is not None:
-            Signal(name, value)._fire(sched)
+            Signal(name, value).fire(sched)
 
 
 class _Park(TimedOperation):

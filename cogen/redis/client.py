@@ -29,8 +29,8 @@ from cogen.redis.connection import (
     ConnectionParams,
     ConnectionPool,
     Deadline,
-    _command_name,
     classify_error,
+    command_name,
     make_params,
     parse_url,
 )
@@ -125,7 +125,7 @@ class Redis(Commands):
     def _deadline(self, commands: list[tuple[Any, ...]], timeout: Any) -> Deadline:
         if timeout is USE_DEFAULT:
             timeout = self.params.socket_timeout
-        name = _command_name(commands[0]) if len(commands) == 1 else f"pipeline of {len(commands)}"
+        name = command_name(commands[0]) if len(commands) == 1 else f"pipeline of {len(commands)}"
         return Deadline(name, timeout)
 
     @coroutine

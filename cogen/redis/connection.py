@@ -240,7 +240,8 @@ class Deadline:
         return TimeoutError(self.command, self.timeout)
 
 
-def _command_name(args: tuple[Any, ...]) -> str:
+def command_name(args: tuple[Any, ...]) -> str:
+    """The name of the command ``args`` (its first word) as text, for messages; ``"?"`` if empty."""
     name = args[0] if args else b"?"
     if isinstance(name, bytes):
         name = name.decode("ascii", "replace")

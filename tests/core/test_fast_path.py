@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cogen.core import schedulers
+from cogen.core import _timers
 from cogen.core.events import OperationTimeout, Signal, Sleep, WaitForSignal
 from cogen.core.schedulers import Scheduler
 from cogen.core.util import priority
@@ -51,7 +51,7 @@ def stepping_clock(monkeypatch: pytest.MonkeyPatch) -> None:
         now[0] += 0.0005
         return now[0]
 
-    monkeypatch.setattr(schedulers, "_monotonic", clock)
+    monkeypatch.setattr(_timers, "monotonic", clock)
 
 
 FAST = (Sleep, WaitForSignal, Signal)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cogen.core import events, reactors, schedulers
+from cogen.core import _timers, events, reactors
 from cogen.core.coroutines import Coroutine, coroutine
 from cogen.core.events import OperationTimeout
 from cogen.core.schedulers import Scheduler
@@ -392,7 +392,7 @@ def test_10000_coroutines_sleep_concurrently_and_wake_in_deadline_order(
     def clock() -> float:
         return frozen[0] if frozen[0] is not None else time.monotonic()
 
-    monkeypatch.setattr(schedulers, "_monotonic", clock)
+    monkeypatch.setattr(_timers, "monotonic", clock)
     rnd = random.Random(1234)
     start = frozen[0]
     assert start is not None

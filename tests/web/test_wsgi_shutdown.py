@@ -191,7 +191,7 @@ def test_grace_expiry_racing_the_operation_completing(live_server: Any, raw: Any
     live.call(live.server.shutdown, 30)
 
     def race() -> None:
-        assert Signal("room", b"value")._fire(live.sched) == 1
+        assert Signal("room", b"value").fire(live.sched) == 1
         live.sched.cancel_call(live.server._grace_timer)  # as if it fired now
         live.server._force_close()
 
