@@ -253,7 +253,7 @@ class WSGIServer:
         A :data:`cogen.core.watchdog.Describer`; safe to call from another
         thread while the loop is blocked.
         """
-        root = getattr(coro, "_root", coro)
+        root = getattr(coro, "root", coro)
         for conn in list(self._conns.values()):
             if conn.coro is root or conn.coro is coro:
                 head, (host, port) = conn.head, conn.peer
