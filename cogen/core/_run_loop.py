@@ -33,6 +33,7 @@ from cogen.core._sched_interface import OperationInterface
 from cogen.core._timers import WOKEN
 from cogen.core.coroutines import Coroutine
 from cogen.core.events import CoroutineException, Signal, Sleep, WaitForSignal
+from cogen.core.io import WaitIO
 from cogen.core.util import PENDING, USE_DEFAULT
 
 __all__ = ["RunLoop"]
@@ -113,7 +114,8 @@ class RunLoop(OperationInterface):
                 # Fast paths: the commonest operations are done here, without
                 # their process() calls (only for these exact classes, so that
                 # subclasses overriding process() get theirs). They must do what
-                # Sleep.process, WaitForSignal.process and Signal.fire do:
+                # Sleep.process, WaitForSignal.process, Signal.fire and
+                # WaitIO.process do:
                 # tests/core/test_fast_path.py runs every case through both.
                 cls = type(op)
                 if cls is Sleep:
@@ -153,6 +155,24 @@ class RunLoop(OperationInterface):
                         val = result
                         continue
                     append((result, coro))
+                    break
+                if cls is WaitIO and not op.armed:
+                    # WaitIO.process on a fresh wait, then the PENDING branch
+                    # below: the wait of every connection between requests
+                    op.armed = True
+                    if op.writing:
+                        self.wait_writable(op.fd, op.owner, op, coro)
+                    elif reactor.add_reader(op.fd, op.owner, op, coro):
+                        self._ready.append((op, coro))  # known to be readable: retry at once
+                    else:
+                        coro.io_wait = op.fd
+                    timer = coro.timer
+                    if timer is None:
+                        timeout = op.timeout
+                        if timeout is not None and (arm_default or timeout is not USE_DEFAULT):
+                            self._arm(op, coro, timeout)
+                    elif timer is WOKEN:
+                        coro.timer = None
                     break
                 if op is None:
                     append((None, coro))
@@ -229,11 +249,15 @@ class RunLoop(OperationInterface):
         append = self.active.append
         for op, coro in ready:
             coro.io_wait = None
-            try:
-                result = op.process(self, coro)
-            except Exception as exc:
-                self.throw(coro, exc)
-                continue
+            if type(op) is WaitIO and op.armed:  # WaitIO.process on a wake-up, inlined
+                op.armed = False
+                result: Any = op
+            else:
+                try:
+                    result = op.process(self, coro)
+                except Exception as exc:
+                    self.throw(coro, exc)
+                    continue
             if result is not PENDING:
                 timer = coro.timer
                 if timer is not None:

@@ -1,4 +1,4 @@
-"""The scheduler's fast path for Sleep, WaitForSignal and Signal against their process().
+"""The scheduler's fast path for Sleep, WaitForSignal, Signal and WaitIO against their process().
 
 The loop carries out these three operations itself when it sees their exact
 classes; a subclass goes through ``process``, the code every other caller
@@ -10,12 +10,14 @@ coroutines run in, the results, the timeouts.
 from __future__ import annotations
 
 import itertools
+import socket
 from typing import Any
 
 import pytest
 
 from cogen.core import _timers
 from cogen.core.events import OperationTimeout, Signal, Sleep, WaitForSignal
+from cogen.core.io import WaitIO
 from cogen.core.schedulers import Scheduler
 from cogen.core.util import priority
 
@@ -34,6 +36,12 @@ class SlowWaitForSignal(WaitForSignal):
 
 class SlowSignal(Signal):
     """A Signal the fast path does not recognise."""
+
+    __slots__ = ()
+
+
+class SlowWaitIO(WaitIO):
+    """A WaitIO the fast path does not recognise."""
 
     __slots__ = ()
 
@@ -174,3 +182,48 @@ def test_the_slow_classes_do_go_through_process() -> None:
     sched.add(one)
     sched.run()
     assert calls == ["process"]
+
+
+def _io_waits(wait_io: type[WaitIO], default: int) -> list[Any]:
+    sched = Scheduler(default_priority=default)
+    trace: list[Any] = []
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    right.setblocking(False)
+
+    def reader() -> Any:
+        waiter = wait_io(left.fileno(), left)
+        for i, timeout in enumerate([5.0, 5.0, 0.005]):
+            try:
+                result = yield waiter.wait(False, timeout)
+            except OperationTimeout as exc:
+                trace.append(("r", i, "timeout", exc.timeout))
+                break
+            trace.append(("r", i, result is waiter, left.recv(16)))
+        # a timed-out WaitIO yielded again without wait(): it completes at once
+        trace.append(("again", (yield waiter) is waiter))
+
+    def writer() -> Any:
+        right.send(b"a")  # before the reader parks: it is readable at once
+        yield None
+        trace.append(("sent", 1))
+        yield Sleep(0.001)
+        right.send(b"b")
+        trace.append(("sent", 2))
+
+    sched.add(reader)
+    sched.add(writer)
+    try:
+        sched.run()
+    finally:
+        left.close()
+        right.close()
+    return trace
+
+
+@pytest.mark.parametrize("default", [priority.LAST, priority.CORO, priority.OP, priority.FIRST])
+def test_io_waits_run_alike_through_the_fast_path_and_process(default: int) -> None:
+    fast = _io_waits(WaitIO, default)
+    assert fast == _io_waits(SlowWaitIO, default)
+    assert ("r", 0, True, b"a") in fast and ("r", 1, True, b"b") in fast
+    assert ("r", 2, "timeout", 0.005) in fast and fast[-1] == ("again", True)
