@@ -148,7 +148,7 @@ def cogen_spawn(n: int, reactor: str | None) -> float:
     return elapsed
 
 
-# -- asyncio programs (the same as /work/shared/bench/core_anchors.py) -------------------
+# -- asyncio programs ------------------------------------------------------------------
 
 
 async def _sleep0(n: int) -> None:
