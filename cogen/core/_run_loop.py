@@ -157,8 +157,8 @@ class RunLoop(OperationInterface):
                     append((result, coro))
                     break
                 if cls is WaitIO and not op.armed:
-                    # WaitIO.process on a fresh wait, then the PENDING branch
-                    # below: the wait of every connection between requests
+                    # WaitIO.process on a fresh wait (then the PENDING branch
+                    # below): the wait of every connection between requests
                     op.armed = True
                     if op.writing:
                         self.wait_writable(op.fd, op.owner, op, coro)
@@ -166,27 +166,21 @@ class RunLoop(OperationInterface):
                         self._ready.append((op, coro))  # known to be readable: retry at once
                     else:
                         coro.io_wait = op.fd
-                    timer = coro.timer
-                    if timer is None:
-                        timeout = op.timeout
-                        if timeout is not None and (arm_default or timeout is not USE_DEFAULT):
-                            self._arm(op, coro, timeout)
-                    elif timer is WOKEN:
-                        coro.timer = None
-                    break
-                if op is None:
-                    append((None, coro))
-                    break
-                try:
-                    process = op.process
-                except AttributeError:
-                    val = self._not_an_operation(op)
-                    continue
-                try:
-                    result = process(self, coro)
-                except Exception as exc:
-                    val = CoroutineException(exc)
-                    continue
+                    result = PENDING
+                else:
+                    if op is None:
+                        append((None, coro))
+                        break
+                    try:
+                        process = op.process
+                    except AttributeError:
+                        val = self._not_an_operation(op)
+                        continue
+                    try:
+                        result = process(self, coro)
+                    except Exception as exc:
+                        val = CoroutineException(exc)
+                        continue
                 if result is PENDING:
                     timer = coro.timer
                     if timer is None:
