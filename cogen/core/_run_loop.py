@@ -81,6 +81,7 @@ class RunLoop(OperationInterface):
         # counts towards the warm-up after which CPython 3.11 specialises the
         # code, and run() may call this method only once.
         module_vars = _coroutines.__dict__
+        result: Any
         n = len(active)
         while True:
             if n == 0:  # the end of a round
