@@ -46,8 +46,9 @@ from cogen.web.websocket import WebSocketUpgrade
 if TYPE_CHECKING:
     from cogen.web.server import WSGIServer
 
-__all__ = ["DRAIN_TIMEOUT", "LINGER_BYTES", "LINGER_IDLE", "LINGER_TIME", "Connection", "Drain",
-           "drain_body", "linger_close", "log_access", "serve_connection"]
+__all__ = ["DRAIN_TIMEOUT", "HEAD_CACHE_SIZE", "HEAD_KEY_MAX", "LINGER_BYTES", "LINGER_IDLE",
+           "LINGER_TIME", "Connection", "Drain", "drain_body", "linger_close", "log_access",
+           "serve_connection"]
 
 log = logging.getLogger("cogen.web")
 access_log = logging.getLogger("cogen.web.access")
@@ -70,6 +71,11 @@ DRAIN_TIMEOUT = 1.0
 LINGER_TIME = 5.0
 LINGER_IDLE = 2.0
 LINGER_BYTES = 256 << 20
+
+#: The head cache of a server (``WSGIServer.head_cache``): at most this many
+#: parsed heads, each keyed by its bytes, which are fewer than this many.
+HEAD_CACHE_SIZE = 128
+HEAD_KEY_MAX = 1024
 
 
 class Drain(ServerClosing):
@@ -206,6 +212,7 @@ class Connection(ConnectionState):
         recv = self.sock.recv
         waiter = self.waiter
         is_tls = isinstance(self.sock, ssl.SSLSocket)
+        head_cache = server.head_cache
         first = True
         # (a new connection is IDLE with no request yet: its first request is
         # served even if shutdown began since the accept, for graceful restarts)
@@ -255,9 +262,30 @@ class Connection(ConnectionState):
                 data = b""
             self.state = RECV_HEAD
             first = False
+            # A keep-alive client mostly repeats its request head byte for
+            # byte, and parsing is a pure function of the bytes and the
+            # server's limits: a head seen before comes from the server's
+            # cache. Only heads that parsed without error are in it, so every
+            # other head still goes through every check. An entry is [the
+            # head, the environ keys made from it (None until made)]; neither
+            # is ever changed once cached.
+            buf = self.buf
+            end = buf.find(b"\r\n\r\n", 0, HEAD_KEY_MAX + 3)
+            entry = None
+            if end > 0:
+                key = buf if len(buf) == end + 4 else buf[:end + 4]
+                entry = head_cache.get(key)
             try:
-                head = parse(self.buf, max_request_line=max_line, max_header_bytes=max_bytes,
-                             max_header_count=max_count, max_body=max_body)
+                if entry is not None:
+                    head = entry[0]
+                else:
+                    head = parse(buf, max_request_line=max_line, max_header_bytes=max_bytes,
+                                 max_header_count=max_count, max_body=max_body)
+                    if head is not None and end > 0 and head.head_size == end + 4:
+                        if len(head_cache) >= HEAD_CACHE_SIZE:
+                            head_cache.clear()
+                        head_cache[key] = entry = [head, None]
+                buf = key = b""  # (an idle connection keeps no request bytes)
                 if head is None:
                     deadline = _monotonic() + (header_timeout or 1e9)
                     while head is None:
@@ -287,6 +315,7 @@ class Connection(ConnectionState):
             self.head = head
             self.start_request(head)
             yield from self.request(head, peer)
+            entry = None
             server.requests_served += 1
             if server.on_request_served is not None:
                 server.on_request_served()

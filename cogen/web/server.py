@@ -213,6 +213,9 @@ class WSGIServer:
         self._grace_timer: Any = None
         #: when the grace period of a stop ends (None: no stop, or no bound)
         self.grace_deadline: float | None = None
+        #: parsed request heads by their exact bytes (see Connection.serve_requests):
+        #: bounded in count and key size (the keys are the clients' bytes)
+        self.head_cache: dict[bytes, list[Any]] = {}
         #: what every request's environ starts from (a copy of it)
         self.base_environ = _base_environ(self)
         #: every request runs in a fresh copy of this context (serve() makes it its own)

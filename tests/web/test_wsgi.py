@@ -181,3 +181,53 @@ def test_recording_app_is_valid_wsgi() -> None:
     resp = webtest.TestApp(recording_app(seen, body=b"fine")).post("/r?x=1", b"abc")
     assert resp.body == b"fine"
     assert seen[0]["test.body"] == b"abc" and seen[0]["QUERY_STRING"] == "x=1"
+
+
+def test_repeated_heads_are_served_from_a_bounded_cache(live_server: Any, raw: Any) -> None:
+    from cogen.web.connection import HEAD_CACHE_SIZE, HEAD_KEY_MAX
+    from cogen.web.http import parse_request_head
+
+    seen: list[dict[str, Any]] = []
+    live = live_server(recording_app(seen))
+    cache = live.server.head_cache
+    client = raw(live)
+    for _ in range(3):
+        assert client.request(get("/same?q=1")).status == 200
+    assert [e["PATH_INFO"] for e in seen] == ["/same"] * 3
+    assert live.call(lambda: list(cache)) == [get("/same?q=1")]
+
+    # heads with bodies, served twice each: the bodies are read each time and
+    # the cached head is left as parsed (neither the connection state nor the
+    # body reader writes into it)
+    post = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n"
+    chunked = b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    expect = b"PUT /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+    for n in range(2):
+        assert client.request(post + b"ab%d" % n).status == 200
+        assert client.request(chunked + b"2\r\nc%d\r\n0\r\n\r\n" % n).status == 200
+        client.send(expect)
+        assert client.response(interim=True).status == 100
+        assert client.request(b"e%d" % n).status == 200
+    assert [e["test.body"] for e in seen[3:]] == [b"ab0", b"c0", b"e0", b"ab1", b"c1", b"e1"]
+    entries = live.call(lambda: {key: list(entry) for key, entry in cache.items()})
+    assert {post, chunked, expect} <= set(entries)
+    for key, (head, _) in entries.items():
+        assert head == parse_request_head(key), "a cached head was changed"
+
+    # bounded: more distinct heads than it holds, and a head too big for a key
+    for n in range(HEAD_CACHE_SIZE * 2 + 10):
+        assert client.request(get(f"/p{n}")).status == 200
+    assert seen[-1]["PATH_INFO"] == f"/p{HEAD_CACHE_SIZE * 2 + 9}"
+    assert 0 < live.call(lambda: len(cache)) <= HEAD_CACHE_SIZE
+    big = get("/big", headers=f"X-Pad: {'a' * HEAD_KEY_MAX}\r\n")
+    assert client.request(big).status == 200
+    assert seen[-1]["HTTP_X_PAD"] == "a" * HEAD_KEY_MAX
+    assert live.call(lambda: big not in cache and all(len(k) < HEAD_KEY_MAX + 4 for k in cache))
+
+    # a head that failed is not cached: each time it is refused again
+    bad = b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"
+    for _ in range(2):
+        refused = raw(live)
+        assert refused.request(bad).status == 400
+        assert refused.is_closed()
+    assert live.call(lambda: bad not in cache)
