@@ -99,8 +99,8 @@ class Connection(ConnectionState):
     ``send`` are the only socket I/O the body and response code do.
     """
 
-    __slots__ = ("accepted", "buf", "cancelled", "coro", "drained", "fd", "head", "is_handshaking",
-                 "op", "peer", "send_timeout", "server", "sock", "waiter", "watcher")
+    __slots__ = ("accepted", "buf", "cancelled", "coro", "drained", "fd", "head", "idle_deadline",
+                 "is_handshaking", "op", "peer", "send_timeout", "server", "sock", "waiter", "watcher")
 
     def __init__(self, server: WSGIServer, sock: Any, send_timeout: float | None) -> None:
         ConnectionState.__init__(self)
@@ -113,6 +113,9 @@ class Connection(ConnectionState):
         self.drained = False
         self.send_timeout = send_timeout
         self.accepted = _monotonic()
+        #: while waiting for a next request: when the wait times out (0.0:
+        #: not waiting so); WSGIServer.sweep_idle enforces it
+        self.idle_deadline = 0.0
         #: in the TLS handshake (a stop closes the connection then)
         self.is_handshaking = False
         #: the coroutine watching the socket while the app waits (cogen.web._watch)
@@ -237,7 +240,19 @@ class Connection(ConnectionState):
                     # yet: wait for it rather than make a recv that fails. The
                     # reactor wakes us at once if data came meanwhile (epoll:
                     # an edge that came while nobody waited is remembered).
-                    yield waiter.wait(False, keepalive_timeout)
+                    if keepalive_timeout:
+                        # No timer per wait (a heap push and a kill per
+                        # request): the server's sweep times the connection
+                        # out once this deadline has passed.
+                        self.idle_deadline = _monotonic() + keepalive_timeout
+                        if server.idle_sweep is None:
+                            server.arm_idle_sweep()
+                        try:
+                            yield waiter.wait(False, None)
+                        finally:
+                            self.idle_deadline = 0.0
+                    else:
+                        yield waiter.wait(False, keepalive_timeout)
                     in_context = True
                 while True:
                     try:

@@ -211,6 +211,10 @@ class WSGIServer:
         self._backoff = _AcceptBackoff(self)
         self._serve_coro: Any = None
         self._grace_timer: Any = None
+        #: the timer of the next sweep_idle while one is armed; it runs this
+        #: often, so an idle connection lives up to that much past its timeout
+        self.idle_sweep: Any = None
+        self._sweep_every = min(1.0, (opts.keepalive_timeout or 1.0) / 8)
         #: when the grace period of a stop ends (None: no stop, or no bound)
         self.grace_deadline: float | None = None
         #: parsed request heads by their exact bytes (see Connection.serve_requests):
@@ -439,9 +443,38 @@ class WSGIServer:
             self._grace_timer = self.sched.call_later(
                 max(0.0, self.grace_deadline - _monotonic()), self._force_close)
 
+    def arm_idle_sweep(self) -> None:
+        """Have :meth:`sweep_idle` run after the sweep interval (a connection starts an idle wait)."""
+        self.idle_sweep = self.sched.call_later(self._sweep_every, self.sweep_idle)
+
+    def sweep_idle(self) -> None:
+        """Time out the keep-alive connections idle past their ``idle_deadline``.
+
+        Re-arms itself while any connection still waits so; the connection
+        gets OperationTimeout, as from a timer of its own.
+        """
+        self.idle_sweep = None
+        now = _monotonic()
+        waiting = False
+        for conn in list(self._conns.values()):
+            deadline = conn.idle_deadline
+            if deadline:
+                if deadline <= now:
+                    conn.idle_deadline = 0.0
+                    self.sched.forget_fd(conn.fd, OperationTimeout(
+                        conn.waiter, self.options.keepalive_timeout))
+                else:
+                    waiting = True
+        if waiting:
+            self.arm_idle_sweep()
+
     def connection_closed(self, conn: Connection) -> None:
         """Close ``conn``'s socket and forget it (its coroutine calls this last, on every path)."""
         self._conns.pop(conn.fd, None)
+        if not self._conns and self.idle_sweep is not None:
+            # nothing left to sweep: an armed timer would keep the loop running
+            self.sched.cancel_call(self.idle_sweep)
+            self.idle_sweep = None
         # the socket is closed next and never duplicated: closing drops it
         # from epoll, no need for a system call to unregister it
         self.sched.forget_fd(conn.fd, closing=True)

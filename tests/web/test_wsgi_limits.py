@@ -230,3 +230,33 @@ def test_a_413_reaches_http_client_sending_its_whole_body(live_server: Any, chun
     # Connection reset by peer).
     live = live_server(recording_app([]), max_body=1 << 20)
     assert [_put_30mb(live, chunked) for _ in range(10)] == [413] * 10
+
+
+def test_idle_keep_alive_connections_share_one_sweep_timer(live_server: Any, raw: Any) -> None:
+    # Each idle keep-alive connection used to arm a scheduler timer of its
+    # own; now one sweep per server times them out (the timeout itself is
+    # the test above).
+    live = live_server(recording_app([]), keepalive_timeout=30, header_timeout=30)
+    sched = live.sched
+    clients = [raw(live) for _ in range(20)]
+    for client in clients:
+        assert client.request(get("/")).status == 200
+    assert clients[-1].request(get("/sync")).status == 200
+
+    def idle_state() -> tuple[int, int, bool]:
+        conns = list(live.server._conns.values())
+        return (sum(1 for c in conns if c.idle_deadline), sched._timers_live,
+                live.server.idle_sweep is not None)
+
+    deadline = time.monotonic() + 10
+    while (state := live.call(idle_state))[0] < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)  # (the last response went out just before its wait)
+    waiting, timers, armed = state
+    assert waiting == 20 and armed
+    assert timers == 1, "one timer for all idle connections"
+    for client in clients:
+        client.close()
+    deadline = time.monotonic() + 10
+    while live.call(lambda: live.server.connections) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert live.call(lambda: (live.server.idle_sweep, sched._timers_live)) == (None, 0)
