@@ -231,3 +231,34 @@ def test_repeated_heads_are_served_from_a_bounded_cache(live_server: Any, raw: A
         assert refused.request(bad).status == 400
         assert refused.is_closed()
     assert live.call(lambda: bad not in cache)
+
+
+def test_one_item_list_bodies_over_a_real_socket(live_server: Any, raw: Any) -> None:
+    # The commonest response ([bytes]) goes out with its head in one send:
+    # a body too big for the socket buffers parks for the rest, HEAD and an
+    # app's own (disagreeing) Content-Length take the general path.
+    big = bytes(range(256)) * (64 << 10)  # 16 MiB: more than loopback buffers take at once
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        path = environ["PATH_INFO"]
+        if path == "/big":
+            start_response("200 OK", TEXT)
+            return [big]
+        if path == "/short":
+            start_response("200 OK", [*TEXT, ("Content-Length", "10")])
+            return [b"12345"]
+        start_response("200 OK", TEXT)
+        return [b""] if path == "/empty" else [b"hello"]
+
+    live = live_server(app)
+    client = raw(live)
+    resp = client.request(get("/big"))
+    assert resp.status == 200 and resp.header("content-length") == str(len(big))
+    assert resp.body == big
+    resp = client.request(b"HEAD /big HTTP/1.1\r\nHost: x\r\n\r\n", method="HEAD")
+    assert resp.header("content-length") == str(len(big)) and resp.body == b""
+    resp = client.request(get("/empty"))
+    assert resp.header("content-length") == "0" and resp.body == b""
+    assert client.request(get("/small")).body == b"hello"  # still the same connection
+    client.send(get("/short"))
+    assert client.read_all().endswith(b"\r\n\r\n12345")  # short of its length: closed
