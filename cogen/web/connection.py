@@ -329,7 +329,7 @@ class Connection(ConnectionState):
                 yield None  # a pipelined request: step into its context first
             self.head = head
             self.start_request(head)
-            yield from self.request(head, peer)
+            yield from self.request(head, peer, entry)
             entry = None
             server.requests_served += 1
             if server.on_request_served is not None:
@@ -357,12 +357,17 @@ class Connection(ConnectionState):
             pass
 
     # -- one request ----------------------------------------------------------------
-    def request(self, head: _http.RequestHead, peer: tuple[str, str]) -> Generator[Any, Any, None]:
-        """Serve one request; the state then says whether the connection goes on."""
+    def request(self, head: _http.RequestHead, peer: tuple[str, str],
+                entry: list[Any] | None = None) -> Generator[Any, Any, None]:
+        """Serve one request; the state then says whether the connection goes on.
+
+        ``entry`` is the head's entry in the server's head cache, if it has
+        one (see :func:`~cogen.web.environ.request_environ`).
+        """
         server = self.server
         started = _monotonic() if server.access_log_enabled else 0.0
         environ = request_environ(server.base_environ, head, peer, server.url_prefix,
-                                  server.proxies)
+                                  server.proxies, entry)
         if environ is None:
             # outside the url prefix: the body is not read, so the connection
             # cannot go on after it

@@ -262,3 +262,36 @@ def test_one_item_list_bodies_over_a_real_socket(live_server: Any, raw: Any) -> 
     assert client.request(get("/small")).body == b"hello"  # still the same connection
     client.send(get("/short"))
     assert client.read_all().endswith(b"\r\n\r\n12345")  # short of its length: closed
+
+
+def test_environ_keys_of_a_cached_head_are_each_requests_own(live_server: Any, raw: Any) -> None:
+    # The keys made from a head are kept with it in the head cache; an app
+    # that changes its environ changes only its own copy.
+    seen: list[dict[str, Any]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(dict(environ))
+        environ["PATH_INFO"] = "/changed"
+        environ["HTTP_X_A"] += "!"
+        del environ["QUERY_STRING"]
+        environ["REQUEST_METHOD"] = "POST"
+        start_response("200 OK", TEXT)
+        return [b"ok"]
+
+    live = live_server(app, url_prefix="/app")
+    client = raw(live)
+    request = get("/app/p%20q?x=1", headers="X-A: 1\r\nX-A: 2\r\nCookie: a=1\r\nCookie: b=2\r\n")
+    for _ in range(3):
+        assert client.request(request).status == 200
+    assert live.call(lambda: request in live.server.head_cache)
+    for environ in seen:
+        assert (environ["PATH_INFO"], environ["SCRIPT_NAME"], environ["QUERY_STRING"]) == \
+            ("/p q", "/app", "x=1")
+        assert environ["REQUEST_METHOD"] == "GET" and environ["RAW_URI"] == "/app/p%20q?x=1"
+        assert (environ["HTTP_X_A"], environ["HTTP_COOKIE"]) == ("1, 2", "a=1; b=2")
+        assert environ["REMOTE_ADDR"] == "127.0.0.1"
+    assert len({environ["REMOTE_PORT"] for environ in seen}) == 1
+    # outside the prefix: a 404 each time, never an environ from the cache
+    for _ in range(2):
+        assert client.request(get("/other")).status == 404
+    assert len(seen) == 3
