@@ -507,6 +507,13 @@ class WSGIServer:
             pool.shutdown(wait=False, cancel_pending=True)
 
 
+#: the environ keys set on every request the app is called for (by
+#: cogen.web.environ.request_environ and Connection.request)
+_PER_REQUEST_KEYS = ("REQUEST_METHOD", "QUERY_STRING", "SERVER_PROTOCOL", "REQUEST_URI", "RAW_URI",
+                     "PATH_INFO", "REMOTE_ADDR", "REMOTE_PORT", "wsgi.input", "cogen.wsgi",
+                     "cogen.input", "cogen.core", "cogen.call")
+
+
 def _base_environ(server: WSGIServer) -> dict[str, Any]:
     """What every request's environ of ``server`` starts from."""
     addr = server.address
@@ -514,7 +521,7 @@ def _base_environ(server: WSGIServer) -> dict[str, Any]:
         name, port = "localhost", ""
     else:
         name, port = addr[0], str(addr[1])
-    return {
+    environ = {
         "SERVER_NAME": server.options.server_name or name,
         "SERVER_PORT": port,
         "SCRIPT_NAME": server.url_prefix,
@@ -529,6 +536,14 @@ def _base_environ(server: WSGIServer) -> dict[str, Any]:
         "wsgi.input_terminated": True,
         "cogen.sched": server.sched,
     }
+    # The keys every request sets before its app sees them, as placeholders
+    # here (each is overwritten): a copy of this dict then has room for them
+    # all, where it would otherwise grow its table (a rehash of every key)
+    # on every request.
+    environ.update(dict.fromkeys(_PER_REQUEST_KEYS, ""))
+    if server.cogen_key:
+        environ["cogen"] = ""
+    return environ
 
 
 class _AcceptBackoff:

@@ -295,3 +295,33 @@ def test_environ_keys_of_a_cached_head_are_each_requests_own(live_server: Any, r
     for _ in range(2):
         assert client.request(get("/other")).status == 404
     assert len(seen) == 3
+
+
+@pytest.mark.parametrize("options", [{}, {"threads": 2}, {"trusted_proxy": ["127.0.0.1"]}])
+def test_no_per_request_key_reaches_the_app_unset(live_server: Any, raw: Any,
+                                                 options: dict[str, Any]) -> None:
+    # The base environ holds a placeholder for each key set per request (so
+    # that its copy never grows): every one is set before the app runs.
+    seen: list[dict[str, Any]] = []
+    live = live_server(recording_app(seen), **options)
+    client = raw(live)
+    assert client.request(get("/a?b=c", headers="X-Forwarded-For: 10.1.2.3\r\n")).status == 200
+    assert client.request(b"POST /p?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi").status == 200
+    old = raw(live)
+    assert old.request(b"GET /o?x HTTP/1.0\r\n\r\n").status == 200
+    proxied = "trusted_proxy" in options
+    for environ in seen:
+        assert environ["REQUEST_METHOD"] in ("GET", "POST")
+        assert environ["QUERY_STRING"] and environ["PATH_INFO"][0] == "/"
+        assert environ["SERVER_PROTOCOL"].startswith("HTTP/1.")
+        assert environ["REQUEST_URI"] == environ["RAW_URI"] != ""
+        if proxied and environ is seen[0]:  # (the proxy's client has no port)
+            assert "REMOTE_PORT" not in environ
+        else:
+            assert environ["REMOTE_PORT"].isdigit()
+        assert hasattr(environ["wsgi.input"], "read")
+        for key in ("cogen.wsgi", "cogen.input", "cogen.core", "cogen.call", "cogen"):
+            assert environ[key] != "", key
+    assert seen[0]["REMOTE_ADDR"] == ("10.1.2.3" if proxied else "127.0.0.1")
+    assert seen[1]["test.body"] == b"hi"
+    assert "HTTP_HOST" not in seen[2] and seen[2]["SERVER_PROTOCOL"] == "HTTP/1.0"
