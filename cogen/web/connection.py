@@ -194,149 +194,179 @@ class Connection(ConnectionState):
         finally:
             self.is_handshaking = False
 
-    def serve_requests(self) -> Generator[Any, Any, None]:
-        """Serve requests on this connection until it should close."""
+    def serve(self) -> Generator[Any, Any, None]:
+        """The connection's life: the TLS handshake, its requests, the close.
+
+        One generator for all of it, with as few locals as will do: an idle
+        keep-alive connection holds this frame and nothing else of its own.
+        Unregisters and closes the connection on every path.
+        """
         server = self.server
-        opts = server.options
-        parse = _parse_head
-        max_line = opts.max_request_line
-        max_bytes = opts.max_header_bytes or 1 << 62
-        max_count = opts.max_header_count
-        max_body = opts.max_body
-        keepalive_timeout = opts.keepalive_timeout
-        header_timeout = opts.header_timeout
-        peer = self.peer
-        waiter = self.waiter
-        is_tls = isinstance(self.sock, ssl.SSLSocket)
-        head_cache = server.head_cache
-        first = True
-        # (a new connection is IDLE with no request yet: its first request is
-        # served even if shutdown began since the accept, for graceful restarts)
-        # Request isolation (docs/server.rst): each request runs in a fresh
-        # copy of the server's context. The connection's coroutine was started
-        # in one; after each request it is given another, which the scheduler
-        # enters from its next step on. ``in_context``: this step runs in it.
-        coro = self.coro
-        base_context = server.context
-        in_context = True
-        while True:
-            # -- wait for and read a request head --
-            if not self.buf:
-                if server.is_closing and not first:
-                    # The last response announced keep-alive (its head went
-                    # before the stop began): the client may be sending its
-                    # next request right now. Answer one that comes soon.
-                    if not (yield from self.await_last_request()):
-                        return
-                if self.drained and not first and not is_tls:
-                    # Right after a response the next request has rarely come
-                    # yet: wait for it rather than make a recv that fails. The
-                    # reactor wakes us at once if data came meanwhile (epoll:
-                    # an edge that came while nobody waited is remembered).
-                    if keepalive_timeout:
-                        # No timer per wait (a heap push and a kill per
-                        # request): the server's sweep times the connection
-                        # out once this deadline has passed.
-                        self.idle_deadline = _monotonic() + keepalive_timeout
-                        if server.idle_sweep is None:
-                            server.arm_idle_sweep()
-                        try:
-                            yield waiter.wait(False, None)
-                        finally:
-                            self.idle_deadline = 0.0
-                    else:
-                        yield waiter.wait(False, keepalive_timeout)
-                    in_context = True
-                while True:
+        try:
+            if server.ssl_context is not None:
+                yield from self.handshake(server.ssl_context, server.options.header_timeout)
+            keepalive_timeout = server.options.keepalive_timeout
+            header_timeout = server.options.header_timeout
+            waiter = self.waiter
+            is_tls = isinstance(self.sock, ssl.SSLSocket)
+            head_cache = server.head_cache
+            # (a new connection is IDLE with no request yet: its first request is
+            # served even if shutdown began since the accept, for graceful restarts)
+            first = True
+            # Drain is thrown in (once) while idle: serve one last request
+            drain_once = True
+            # Request isolation (docs/server.rst): each request runs in a fresh
+            # copy of the server's context. The connection's coroutine was started
+            # in one; after each request it is given another, which the scheduler
+            # enters from its next step on. ``in_context``: this step runs in it.
+            in_context = True
+            while True:
+                # -- wait for and read a request head --
+                if not self.buf:
                     try:
-                        # (not a bound method kept in a local: 72 bytes per idle connection)
-                        data = self.sock.recv(262144)
+                        if server.is_closing and not first:
+                            # The last response announced keep-alive (its head
+                            # went before the stop began): the client may be
+                            # sending its next request right now. Answer one
+                            # that comes soon.
+                            if not (yield from self.await_last_request()):
+                                break
+                        if self.drained and not first and not is_tls:
+                            # Right after a response the next request has rarely
+                            # come yet: wait for it rather than make a recv that
+                            # fails. The reactor wakes us at once if data came
+                            # meanwhile (epoll: an edge that came while nobody
+                            # waited is remembered).
+                            if keepalive_timeout:
+                                # No timer per wait (a heap push and a kill per
+                                # request): the server's sweep times the
+                                # connection out once this deadline has passed.
+                                self.idle_deadline = _monotonic() + keepalive_timeout
+                                if server.idle_sweep is None:
+                                    server.arm_idle_sweep()
+                                try:
+                                    yield waiter.wait(False, None)
+                                finally:
+                                    self.idle_deadline = 0.0
+                            else:
+                                yield waiter.wait(False, keepalive_timeout)
+                            in_context = True
+                        while True:
+                            try:
+                                # (not a bound method kept in a local: 72 bytes
+                                # per idle connection)
+                                data = self.sock.recv(262144)
+                                break
+                            except WOULD_BLOCK:
+                                if first and server.is_closing:
+                                    # accepted after the stop began: a short wait
+                                    yield waiter.wait(False, min(DRAIN_TIMEOUT, header_timeout or 1e9))
+                                else:
+                                    yield waiter.wait(False, header_timeout if first
+                                                      else keepalive_timeout)
+                                in_context = True
+                            except ssl.SSLWantWriteError:
+                                yield waiter.wait(True, keepalive_timeout)
+                                in_context = True
+                            except OSError as exc:
+                                raise ClientDisconnected(str(exc)) from exc
+                    except Drain:
+                        # thrown in while idle: nothing of a request was read yet
+                        if not drain_once or not (yield from self.await_last_request()):
+                            break
+                        drain_once = False
+                        first = in_context = True
+                        continue
+                    if not data:
                         break
-                    except WOULD_BLOCK:
-                        if first and server.is_closing:
-                            # accepted after the stop began: a short wait
-                            yield waiter.wait(False, min(DRAIN_TIMEOUT, header_timeout or 1e9))
-                        else:
-                            yield waiter.wait(False, header_timeout if first else keepalive_timeout)
-                        in_context = True
-                    except ssl.SSLWantWriteError:
-                        yield waiter.wait(True, keepalive_timeout)
-                        in_context = True
-                    except OSError as exc:
-                        raise ClientDisconnected(str(exc)) from exc
-                if not data:
-                    return
-                self.drained = len(data) < 262144
-                self.buf = data
-                data = b""
-            self.state = RECV_HEAD
-            first = False
-            # A keep-alive client mostly repeats its request head byte for
-            # byte, and parsing is a pure function of the bytes and the
-            # server's limits: a head seen before comes from the server's
-            # cache. Only heads that parsed without error are in it, so every
-            # other head still goes through every check. An entry is [the
-            # head, the environ keys made from it (None until made)]; neither
-            # is ever changed once cached.
-            buf = self.buf
-            end = buf.find(b"\r\n\r\n", 0, HEAD_KEY_MAX + 3)
-            entry = None
-            if end > 0:
-                key = buf if len(buf) == end + 4 else buf[:end + 4]
-                entry = head_cache.get(key)
-            try:
-                if entry is not None:
-                    head = entry[0]
-                else:
-                    head = parse(buf, max_request_line=max_line, max_header_bytes=max_bytes,
-                                 max_header_count=max_count, max_body=max_body)
-                    if head is not None and end > 0 and head.head_size == end + 4:
-                        if len(head_cache) >= HEAD_CACHE_SIZE:
-                            head_cache.clear()
-                        head_cache[key] = entry = [head, None]
-                buf = key = b""  # (an idle connection keeps no request bytes)
-                if head is None:
-                    deadline = _monotonic() + (header_timeout or 1e9)
-                    while head is None:
-                        scanned = len(self.buf)
-                        yield from self.recv_more(max(0.0, deadline - _monotonic()))
-                        head = parse(self.buf, max_request_line=max_line,
-                                     max_header_bytes=max_bytes, max_header_count=max_count,
-                                     max_body=max_body, scan_from=scanned)
-            except _RemoteProtocolError as exc:
-                yield from self.reject(exc, peer)
-                return
-            except ClientDisconnected:
-                return
-            except OperationTimeout:
-                yield from self.reject(_RemoteProtocolError("request head timeout", 408),
-                                       peer, linger=False)
-                return
-            self.buf = self.buf[head.head_size:]
-            if head.method == "CONNECT":
-                # A WSGI app cannot open a tunnel, and a 2xx answer would
-                # make the client start one (RFC 9110 §9.3.6): refuse it.
-                yield from self.reject(_RemoteProtocolError(
-                    "CONNECT (a tunnel) is not supported by this server", 501), peer)
-                return
-            if not in_context:
-                yield None  # a pipelined request: step into its context first
-            self.head = head
-            self.start_request(head)
-            yield from self.request(head, peer, entry)
-            entry = None
-            server.requests_served += 1
-            if server.on_request_served is not None:
-                server.on_request_served()
-            head = self.head = None
-            if self.state is not DONE:
-                # (MUST_CLOSE or SWITCHED_PROTOCOL; during a stop every
-                # response says Connection: close, so the connection ends
-                # here unless its head was sent before the stop)
-                return
-            self.state = IDLE  # the next cycle
-            coro.ctx = base_context.copy()
-            in_context = False
+                    self.drained = len(data) < 262144
+                    self.buf = data
+                    data = b""
+                self.state = RECV_HEAD
+                first = False
+                # A keep-alive client mostly repeats its request head byte for
+                # byte, and parsing is a pure function of the bytes and the
+                # server's limits: a head seen before comes from the server's
+                # cache. Only heads that parsed without error are in it, so every
+                # other head still goes through every check. An entry is [the
+                # head, the environ keys made from it (None until made)]; neither
+                # is ever changed once cached.
+                buf = self.buf
+                end = buf.find(b"\r\n\r\n", 0, HEAD_KEY_MAX + 3)
+                entry = None
+                if end > 0:
+                    key = buf if len(buf) == end + 4 else buf[:end + 4]
+                    entry = head_cache.get(key)
+                try:
+                    if entry is not None:
+                        head = entry[0]
+                    else:
+                        head = self.parse_head(0)
+                        if head is not None and end > 0 and head.head_size == end + 4:
+                            if len(head_cache) >= HEAD_CACHE_SIZE:
+                                head_cache.clear()
+                            head_cache[key] = entry = [head, None]
+                    buf = key = b""  # (an idle connection keeps no request bytes)
+                    if head is None:
+                        deadline = _monotonic() + (header_timeout or 1e9)
+                        while head is None:
+                            scanned = len(self.buf)
+                            yield from self.recv_more(max(0.0, deadline - _monotonic()))
+                            head = self.parse_head(scanned)
+                except _RemoteProtocolError as exc:
+                    yield from self.reject(exc, self.peer)
+                    break
+                except ClientDisconnected:
+                    break
+                except OperationTimeout:
+                    yield from self.reject(_RemoteProtocolError("request head timeout", 408),
+                                           self.peer, linger=False)
+                    break
+                self.buf = self.buf[head.head_size:]
+                if head.method == "CONNECT":
+                    # A WSGI app cannot open a tunnel, and a 2xx answer would
+                    # make the client start one (RFC 9110 §9.3.6): refuse it.
+                    yield from self.reject(_RemoteProtocolError(
+                        "CONNECT (a tunnel) is not supported by this server", 501), self.peer)
+                    break
+                if not in_context:
+                    yield None  # a pipelined request: step into its context first
+                self.head = head
+                self.start_request(head)
+                yield from self.request(head, self.peer, entry)
+                entry = None
+                server.requests_served += 1
+                if server.on_request_served is not None:
+                    server.on_request_served()
+                head = self.head = None
+                if self.state is not DONE:
+                    # (MUST_CLOSE or SWITCHED_PROTOCOL; during a stop every
+                    # response says Connection: close, so the connection ends
+                    # here unless its head was sent before the stop)
+                    break
+                self.state = IDLE  # the next cycle
+                self.coro.ctx = server.context.copy()
+                in_context = False
+            if self.linger:
+                yield from linger_close(self.sock, waiter)
+        except ClientDisconnected as exc:
+            log.debug("client %s: %s", self.peer, exc)
+        except OperationTimeout:
+            log.debug("client %s timed out", self.peer)
+        except ServerClosing:
+            pass
+        except OSError as exc:
+            log.debug("client %s: %s", self.peer, exc)
+        finally:
+            server.connection_closed(self)
+
+    def parse_head(self, scan_from: int) -> _http.RequestHead | None:
+        """Parse the head at the start of ``buf`` with the server's limits (see ``parse_request_head``)."""
+        opts = self.server.options
+        return _parse_head(self.buf, max_request_line=opts.max_request_line,
+                           max_header_bytes=opts.max_header_bytes or 1 << 62,
+                           max_header_count=opts.max_header_count, max_body=opts.max_body,
+                           scan_from=scan_from)
 
     def reject(self, exc: _http.RemoteProtocolError, peer: Any,
                linger: bool = True) -> Generator[Any, Any, None]:
@@ -450,7 +480,8 @@ def serve_connection(server: WSGIServer, sock: Any, addr: Any) -> Generator[Any,
     """The coroutine of one accepted connection: handshake, requests, close.
 
     Registers the connection with ``server`` (``connection_opened``) for
-    the stop and the figures, and unregisters and closes it on every path.
+    the stop and the figures; :meth:`Connection.serve` unregisters and
+    closes it on every path.
     """
     conn = Connection(server, sock, server.options.send_timeout)
     conn.coro = _coroutines.current
@@ -461,27 +492,7 @@ def serve_connection(server: WSGIServer, sock: Any, addr: Any) -> Generator[Any,
         conn.peer = (addr[0], str(addr[1]))
     del addr
     server.connection_opened(conn)
-    try:
-        if server.ssl_context is not None:
-            yield from conn.handshake(server.ssl_context, server.options.header_timeout)
-        try:
-            yield from conn.serve_requests()
-        except Drain:
-            # thrown in while idle: nothing of a request was read yet
-            if (yield from conn.await_last_request()):
-                yield from conn.serve_requests()
-        if conn.linger:
-            yield from linger_close(conn.sock, conn.waiter)
-    except ClientDisconnected as exc:
-        log.debug("client %s: %s", conn.peer, exc)
-    except OperationTimeout:
-        log.debug("client %s timed out", conn.peer)
-    except ServerClosing:
-        pass
-    except OSError as exc:
-        log.debug("client %s: %s", conn.peer, exc)
-    finally:
-        server.connection_closed(conn)
+    return conn.serve()
 
 
 def linger_close(sock: Any, waiter: WaitIO) -> Generator[Any, Any, None]:

@@ -217,7 +217,7 @@ class WSGIServer:
         self._sweep_every = min(1.0, (opts.keepalive_timeout or 1.0) / 8)
         #: when the grace period of a stop ends (None: no stop, or no bound)
         self.grace_deadline: float | None = None
-        #: parsed request heads by their exact bytes (see Connection.serve_requests):
+        #: parsed request heads by their exact bytes (see Connection.serve):
         #: bounded in count and key size (the keys are the clients' bytes)
         self.head_cache: dict[bytes, list[Any]] = {}
         #: what every request's environ starts from (a copy of it)
