@@ -46,8 +46,9 @@ from cogen.web.websocket import WebSocketUpgrade
 if TYPE_CHECKING:
     from cogen.web.server import WSGIServer
 
-__all__ = ["DRAIN_TIMEOUT", "LINGER_BYTES", "LINGER_IDLE", "LINGER_TIME", "Connection", "Drain",
-           "drain_body", "linger_close", "log_access", "serve_connection"]
+__all__ = ["DRAIN_TIMEOUT", "HEAD_CACHE_SIZE", "HEAD_KEY_MAX", "LINGER_BYTES", "LINGER_IDLE",
+           "LINGER_TIME", "Connection", "Drain", "drain_body", "linger_close", "log_access",
+           "serve_connection"]
 
 log = logging.getLogger("cogen.web")
 access_log = logging.getLogger("cogen.web.access")
@@ -71,6 +72,11 @@ LINGER_TIME = 5.0
 LINGER_IDLE = 2.0
 LINGER_BYTES = 256 << 20
 
+#: The head cache of a server (``WSGIServer.head_cache``): at most this many
+#: parsed heads, each keyed by its bytes, which are fewer than this many.
+HEAD_CACHE_SIZE = 128
+HEAD_KEY_MAX = 1024
+
 
 class Drain(ServerClosing):
     """Thrown into an idle connection's coroutine at a graceful stop: serve one last request."""
@@ -93,8 +99,8 @@ class Connection(ConnectionState):
     ``send`` are the only socket I/O the body and response code do.
     """
 
-    __slots__ = ("accepted", "buf", "cancelled", "coro", "drained", "fd", "head", "is_handshaking",
-                 "op", "peer", "send_timeout", "server", "sock", "waiter", "watcher")
+    __slots__ = ("accepted", "buf", "cancelled", "coro", "drained", "fd", "head", "idle_deadline",
+                 "is_handshaking", "op", "peer", "send_timeout", "server", "sock", "waiter", "watcher")
 
     def __init__(self, server: WSGIServer, sock: Any, send_timeout: float | None) -> None:
         ConnectionState.__init__(self)
@@ -107,6 +113,9 @@ class Connection(ConnectionState):
         self.drained = False
         self.send_timeout = send_timeout
         self.accepted = _monotonic()
+        #: while waiting for a next request: when the wait times out (0.0:
+        #: not waiting so); WSGIServer.sweep_idle enforces it
+        self.idle_deadline = 0.0
         #: in the TLS handshake (a stop closes the connection then)
         self.is_handshaking = False
         #: the coroutine watching the socket while the app waits (cogen.web._watch)
@@ -185,125 +194,184 @@ class Connection(ConnectionState):
         finally:
             self.is_handshaking = False
 
-    def serve_requests(self, addr: Any) -> Generator[Any, Any, None]:
-        """Serve requests on this connection until it should close."""
-        server = self.server
-        opts = server.options
-        parse = _parse_head
-        max_line = opts.max_request_line
-        max_bytes = opts.max_header_bytes or 1 << 62
-        max_count = opts.max_header_count
-        max_body = opts.max_body
-        keepalive_timeout = opts.keepalive_timeout
-        header_timeout = opts.header_timeout
-        # Only the peer's address is kept per connection: an idle keep-alive
-        # connection should hold as little memory as possible.
-        if isinstance(addr, tuple):
-            peer = (addr[0], str(addr[1]))
-        else:
-            peer = ("", "")
-        self.peer = peer
-        recv = self.sock.recv
-        waiter = self.waiter
-        is_tls = isinstance(self.sock, ssl.SSLSocket)
-        first = True
-        # (a new connection is IDLE with no request yet: its first request is
-        # served even if shutdown began since the accept, for graceful restarts)
-        # Request isolation (docs/server.rst): each request runs in a fresh
-        # copy of the server's context. The connection's coroutine was started
-        # in one; after each request it is given another, which the scheduler
-        # enters from its next step on. ``in_context``: this step runs in it.
-        coro = self.coro
-        base_context = server.context
-        in_context = True
-        while True:
-            # -- wait for and read a request head --
-            if not self.buf:
-                if server.is_closing and not first:
-                    # The last response announced keep-alive (its head went
-                    # before the stop began): the client may be sending its
-                    # next request right now. Answer one that comes soon.
-                    if not (yield from self.await_last_request()):
-                        return
-                if self.drained and not first and not is_tls:
-                    # Right after a response the next request has rarely come
-                    # yet: wait for it rather than make a recv that fails. The
-                    # reactor wakes us at once if data came meanwhile (epoll:
-                    # an edge that came while nobody waited is remembered).
-                    yield waiter.wait(False, keepalive_timeout)
-                    in_context = True
-                while True:
-                    try:
-                        data = recv(262144)
-                        break
-                    except WOULD_BLOCK:
-                        if first and server.is_closing:
-                            # accepted after the stop began: a short wait
-                            yield waiter.wait(False, min(DRAIN_TIMEOUT, header_timeout or 1e9))
-                        else:
-                            yield waiter.wait(False, header_timeout if first else keepalive_timeout)
-                        in_context = True
-                    except ssl.SSLWantWriteError:
-                        yield waiter.wait(True, keepalive_timeout)
-                        in_context = True
-                    except OSError as exc:
-                        raise ClientDisconnected(str(exc)) from exc
-                if not data:
-                    return
-                self.drained = len(data) < 262144
-                self.buf = data
-                data = b""
-            self.state = RECV_HEAD
-            first = False
-            try:
-                head = parse(self.buf, max_request_line=max_line, max_header_bytes=max_bytes,
-                             max_header_count=max_count, max_body=max_body)
-                if head is None:
-                    deadline = _monotonic() + (header_timeout or 1e9)
-                    while head is None:
-                        scanned = len(self.buf)
-                        yield from self.recv_more(max(0.0, deadline - _monotonic()))
-                        head = parse(self.buf, max_request_line=max_line,
-                                     max_header_bytes=max_bytes, max_header_count=max_count,
-                                     max_body=max_body, scan_from=scanned)
-            except _RemoteProtocolError as exc:
-                yield from self.reject(exc, addr)
-                return
-            except ClientDisconnected:
-                return
-            except OperationTimeout:
-                yield from self.reject(_RemoteProtocolError("request head timeout", 408),
-                                       addr, linger=False)
-                return
-            self.buf = self.buf[head.head_size:]
-            if head.method == "CONNECT":
-                # A WSGI app cannot open a tunnel, and a 2xx answer would
-                # make the client start one (RFC 9110 §9.3.6): refuse it.
-                yield from self.reject(_RemoteProtocolError(
-                    "CONNECT (a tunnel) is not supported by this server", 501), addr)
-                return
-            if not in_context:
-                yield None  # a pipelined request: step into its context first
-            self.head = head
-            self.start_request(head)
-            yield from self.request(head, peer)
-            server.requests_served += 1
-            if server.on_request_served is not None:
-                server.on_request_served()
-            head = self.head = None
-            if self.state is not DONE:
-                # (MUST_CLOSE or SWITCHED_PROTOCOL; during a stop every
-                # response says Connection: close, so the connection ends
-                # here unless its head was sent before the stop)
-                return
-            self.state = IDLE  # the next cycle
-            coro.ctx = base_context.copy()
-            in_context = False
+    def serve(self) -> Generator[Any, Any, None]:
+        """The connection's life: the TLS handshake, its requests, the close.
 
-    def reject(self, exc: _http.RemoteProtocolError, addr: Any,
+        One generator for all of it, with as few locals as will do: an idle
+        keep-alive connection holds this frame and nothing else of its own.
+        Unregisters and closes the connection on every path.
+        """
+        server = self.server
+        try:
+            if server.ssl_context is not None:
+                yield from self.handshake(server.ssl_context, server.options.header_timeout)
+            keepalive_timeout = server.options.keepalive_timeout
+            header_timeout = server.options.header_timeout
+            waiter = self.waiter
+            is_tls = isinstance(self.sock, ssl.SSLSocket)
+            head_cache = server.head_cache
+            # (a new connection is IDLE with no request yet: its first request is
+            # served even if shutdown began since the accept, for graceful restarts)
+            first = True
+            # Drain is thrown in (once) while idle: serve one last request
+            drain_once = True
+            # Request isolation (docs/server.rst): each request runs in a fresh
+            # copy of the server's context. The connection's coroutine was started
+            # in one; after each request it is given another, which the scheduler
+            # enters from its next step on. ``in_context``: this step runs in it.
+            in_context = True
+            while True:
+                # -- wait for and read a request head --
+                if not self.buf:
+                    try:
+                        if server.is_closing and not first:
+                            # The last response announced keep-alive (its head
+                            # went before the stop began): the client may be
+                            # sending its next request right now. Answer one
+                            # that comes soon.
+                            if not (yield from self.await_last_request()):
+                                break
+                        if self.drained and not first and not is_tls:
+                            # Right after a response the next request has rarely
+                            # come yet: wait for it rather than make a recv that
+                            # fails. The reactor wakes us at once if data came
+                            # meanwhile (epoll: an edge that came while nobody
+                            # waited is remembered).
+                            if keepalive_timeout:
+                                # No timer per wait (a heap push and a kill per
+                                # request): the server's sweep times the
+                                # connection out once this deadline has passed.
+                                self.idle_deadline = _monotonic() + keepalive_timeout
+                                if server.idle_sweep is None:
+                                    server.arm_idle_sweep()
+                                try:
+                                    yield waiter.wait(False, None)
+                                finally:
+                                    self.idle_deadline = 0.0
+                            else:
+                                yield waiter.wait(False, keepalive_timeout)
+                            in_context = True
+                        while True:
+                            try:
+                                # (not a bound method kept in a local: 72 bytes
+                                # per idle connection)
+                                data = self.sock.recv(262144)
+                                break
+                            except WOULD_BLOCK:
+                                if first and server.is_closing:
+                                    # accepted after the stop began: a short wait
+                                    yield waiter.wait(False, min(DRAIN_TIMEOUT, header_timeout or 1e9))
+                                else:
+                                    yield waiter.wait(False, header_timeout if first
+                                                      else keepalive_timeout)
+                                in_context = True
+                            except ssl.SSLWantWriteError:
+                                yield waiter.wait(True, keepalive_timeout)
+                                in_context = True
+                            except OSError as exc:
+                                raise ClientDisconnected(str(exc)) from exc
+                    except Drain:
+                        # thrown in while idle: nothing of a request was read yet
+                        if not drain_once or not (yield from self.await_last_request()):
+                            break
+                        drain_once = False
+                        first = in_context = True
+                        continue
+                    if not data:
+                        break
+                    self.drained = len(data) < 262144
+                    self.buf = data
+                    data = b""
+                self.state = RECV_HEAD
+                first = False
+                # A keep-alive client mostly repeats its request head byte for
+                # byte, and parsing is a pure function of the bytes and the
+                # server's limits: a head seen before comes from the server's
+                # cache. Only heads that parsed without error are in it, so every
+                # other head still goes through every check. An entry is [the
+                # head, the environ keys made from it (None until made)]; neither
+                # is ever changed once cached.
+                buf = self.buf
+                end = buf.find(b"\r\n\r\n", 0, HEAD_KEY_MAX + 3)
+                entry = None
+                if end > 0:
+                    key = buf if len(buf) == end + 4 else buf[:end + 4]
+                    entry = head_cache.get(key)
+                try:
+                    if entry is not None:
+                        head = entry[0]
+                    else:
+                        head = self.parse_head(0)
+                        if head is not None and end > 0 and head.head_size == end + 4:
+                            if len(head_cache) >= HEAD_CACHE_SIZE:
+                                head_cache.clear()
+                            head_cache[key] = entry = [head, None]
+                    buf = key = b""  # (an idle connection keeps no request bytes)
+                    if head is None:
+                        deadline = _monotonic() + (header_timeout or 1e9)
+                        while head is None:
+                            scanned = len(self.buf)
+                            yield from self.recv_more(max(0.0, deadline - _monotonic()))
+                            head = self.parse_head(scanned)
+                except _RemoteProtocolError as exc:
+                    yield from self.reject(exc, self.peer)
+                    break
+                except ClientDisconnected:
+                    break
+                except OperationTimeout:
+                    yield from self.reject(_RemoteProtocolError("request head timeout", 408),
+                                           self.peer, linger=False)
+                    break
+                self.buf = self.buf[head.head_size:]
+                if head.method == "CONNECT":
+                    # A WSGI app cannot open a tunnel, and a 2xx answer would
+                    # make the client start one (RFC 9110 §9.3.6): refuse it.
+                    yield from self.reject(_RemoteProtocolError(
+                        "CONNECT (a tunnel) is not supported by this server", 501), self.peer)
+                    break
+                if not in_context:
+                    yield None  # a pipelined request: step into its context first
+                self.head = head
+                self.start_request(head)
+                yield from self.request(head, self.peer, entry)
+                entry = None
+                server.requests_served += 1
+                if server.on_request_served is not None:
+                    server.on_request_served()
+                head = self.head = None
+                if self.state is not DONE:
+                    # (MUST_CLOSE or SWITCHED_PROTOCOL; during a stop every
+                    # response says Connection: close, so the connection ends
+                    # here unless its head was sent before the stop)
+                    break
+                self.state = IDLE  # the next cycle
+                self.coro.ctx = server.context.copy()
+                in_context = False
+            if self.linger:
+                yield from linger_close(self.sock, waiter)
+        except ClientDisconnected as exc:
+            log.debug("client %s: %s", self.peer, exc)
+        except OperationTimeout:
+            log.debug("client %s timed out", self.peer)
+        except ServerClosing:
+            pass
+        except OSError as exc:
+            log.debug("client %s: %s", self.peer, exc)
+        finally:
+            server.connection_closed(self)
+
+    def parse_head(self, scan_from: int) -> _http.RequestHead | None:
+        """Parse the head at the start of ``buf`` with the server's limits (see ``parse_request_head``)."""
+        opts = self.server.options
+        return _parse_head(self.buf, max_request_line=opts.max_request_line,
+                           max_header_bytes=opts.max_header_bytes or 1 << 62,
+                           max_header_count=opts.max_header_count, max_body=opts.max_body,
+                           scan_from=scan_from)
+
+    def reject(self, exc: _http.RemoteProtocolError, peer: Any,
                linger: bool = True) -> Generator[Any, Any, None]:
         """Answer a request the server refuses with ``exc``'s status; the connection then closes."""
-        log.debug("rejecting request from %s: %s %s", addr, exc.status_code, exc)
+        log.debug("rejecting request from %s: %s %s", peer, exc.status_code, exc)
         # a client that timed out is not sending: no need to linger for it
         self.must_close(linger)
         try:
@@ -313,12 +381,17 @@ class Connection(ConnectionState):
             pass
 
     # -- one request ----------------------------------------------------------------
-    def request(self, head: _http.RequestHead, peer: tuple[str, str]) -> Generator[Any, Any, None]:
-        """Serve one request; the state then says whether the connection goes on."""
+    def request(self, head: _http.RequestHead, peer: tuple[str, str],
+                entry: list[Any] | None = None) -> Generator[Any, Any, None]:
+        """Serve one request; the state then says whether the connection goes on.
+
+        ``entry`` is the head's entry in the server's head cache, if it has
+        one (see :func:`~cogen.web.environ.request_environ`).
+        """
         server = self.server
         started = _monotonic() if server.access_log_enabled else 0.0
         environ = request_environ(server.base_environ, head, peer, server.url_prefix,
-                                  server.proxies)
+                                  server.proxies, entry)
         if environ is None:
             # outside the url prefix: the body is not read, so the connection
             # cannot go on after it
@@ -407,32 +480,19 @@ def serve_connection(server: WSGIServer, sock: Any, addr: Any) -> Generator[Any,
     """The coroutine of one accepted connection: handshake, requests, close.
 
     Registers the connection with ``server`` (``connection_opened``) for
-    the stop and the figures, and unregisters and closes it on every path.
+    the stop and the figures; :meth:`Connection.serve` unregisters and
+    closes it on every path.
     """
     conn = Connection(server, sock, server.options.send_timeout)
     conn.coro = _coroutines.current
+    # Only the peer's address as the environ gives it is kept per connection,
+    # not accept()'s tuple too: an idle keep-alive connection should hold as
+    # little memory as possible.
+    if isinstance(addr, tuple):
+        conn.peer = (addr[0], str(addr[1]))
+    del addr
     server.connection_opened(conn)
-    try:
-        if server.ssl_context is not None:
-            yield from conn.handshake(server.ssl_context, server.options.header_timeout)
-        try:
-            yield from conn.serve_requests(addr)
-        except Drain:
-            # thrown in while idle: nothing of a request was read yet
-            if (yield from conn.await_last_request()):
-                yield from conn.serve_requests(addr)
-        if conn.linger:
-            yield from linger_close(conn.sock, conn.waiter)
-    except ClientDisconnected as exc:
-        log.debug("client %s: %s", addr, exc)
-    except OperationTimeout:
-        log.debug("client %s timed out", addr)
-    except ServerClosing:
-        pass
-    except OSError as exc:
-        log.debug("client %s: %s", addr, exc)
-    finally:
-        server.connection_closed(conn)
+    return conn.serve()
 
 
 def linger_close(sock: Any, waiter: WaitIO) -> Generator[Any, Any, None]:

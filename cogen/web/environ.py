@@ -8,7 +8,8 @@ from typing import Any
 from urllib.parse import unquote
 
 __all__ = ["DEFAULT_TRUSTED_HEADERS", "HEADER_KEYS", "PROXY_HEADERS", "ErrorStream", "ProxyRules",
-           "check_proxy_headers", "decode_path", "header_key", "request_environ"]
+           "check_proxy_headers", "decode_path", "head_environ", "header_key",
+           "request_environ"]
 
 # Header names seen before -> their environ keys: clients send the same dozen
 # names on every request. The names come from clients, so the cache is
@@ -37,7 +38,7 @@ def decode_path(path: str) -> str:
 
 
 def request_environ(base: dict[str, Any], head: Any, peer: tuple[str, str], prefix: str,
-                    proxies: ProxyRules) -> dict[str, Any] | None:
+                    proxies: ProxyRules, entry: list[Any] | None = None) -> dict[str, Any] | None:
     """The PEP 3333 environ of one request, from the server's ``base`` and the parsed ``head``.
 
     ``peer`` is ``(address, port)`` as text (both empty on a Unix socket);
@@ -47,13 +48,42 @@ def request_environ(base: dict[str, Any], head: Any, peer: tuple[str, str], pref
     applied. The body keys (``wsgi.input``, ``CONTENT_LENGTH`` for a chunked
     body) and the gate are the caller's. Returns None when the path is not
     under ``prefix``: the request gets a 404.
+
+    ``entry`` is the head's entry in the server's head cache, ``[head,
+    keys]``: the keys made from the head alone (:func:`head_environ`) are
+    kept there as ``keys`` and copied from it by the next request with the
+    same head. They are never changed once kept: each request changes its
+    own copy.
     """
+    keys = entry[1] if entry is not None else None
+    if keys is None:
+        keys = head_environ(head, prefix)
+        if keys is None:
+            return None
+        if entry is not None:
+            entry[1] = keys
     environ = base.copy()
+    environ.update(keys)
     environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = peer
-    environ["REQUEST_METHOD"] = head.method
-    environ["QUERY_STRING"] = head.query
-    environ["SERVER_PROTOCOL"] = "HTTP/1.1" if head.version[1] else "HTTP/1.0"
-    environ["REQUEST_URI"] = environ["RAW_URI"] = head.target
+    if proxies.is_active:
+        proxies.apply(environ)
+    return environ
+
+
+def head_environ(head: Any, prefix: str) -> dict[str, str] | None:
+    """The environ keys that come from the request head alone (None: not under ``prefix``).
+
+    REQUEST_METHOD, QUERY_STRING, SERVER_PROTOCOL, REQUEST_URI, RAW_URI,
+    PATH_INFO (decoded, ``prefix`` stripped) and the HTTP_* and CONTENT_*
+    keys of the header fields (see :func:`request_environ`).
+    """
+    environ: dict[str, str] = {
+        "REQUEST_METHOD": head.method,
+        "QUERY_STRING": head.query,
+        "SERVER_PROTOCOL": "HTTP/1.1" if head.version[1] else "HTTP/1.0",
+        "REQUEST_URI": head.target,
+        "RAW_URI": head.target,
+    }
     path = head.path
     if "%" in path:
         path = unquote(path, encoding="latin-1")
@@ -77,8 +107,6 @@ def request_environ(base: dict[str, Any], head: Any, peer: tuple[str, str], pref
         environ[key] = value
     if head.host is not None:
         environ["HTTP_HOST"] = head.host
-    if proxies.is_active:
-        proxies.apply(environ)
     return environ
 
 

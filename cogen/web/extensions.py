@@ -65,8 +65,9 @@ class OperationProxy:
     __slots__ = ("_gate", "_target")
 
     def __init__(self, gate: CogenGate, target: Any) -> None:
-        object.__setattr__(self, "_gate", gate)
-        object.__setattr__(self, "_target", target)
+        # (plain assignment: only __getattr__ is overridden, not __setattr__)
+        self._gate = gate
+        self._target = target
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._target, name)

@@ -145,13 +145,15 @@ class _Sender:
         return _format_head(status, headers, request=self.head, keep_alive=not server.is_closing,
                             server=server.options.ident)
 
-    def _send(self, data: bytes, total: int | None) -> Iterable[Any]:
+    def _send(self, data: bytes, total: int | None, out: bytes = b"") -> Iterable[Any]:
         """Send a piece of body (the head first if not sent yet); ``yield from`` what it returns.
 
+        ``out`` is the head if the caller just made it (:meth:`_head`).
         (Not a generator itself: a send the socket takes at once costs no
         generator at all; see :meth:`cogen.web.connection.Connection.send`.)
         """
-        out = self._head(total) if not self.headers_sent else b""
+        if not self.headers_sent:
+            out = self._head(total)
         if self.has_body and data:
             left = self.left
             if left is not None:
@@ -301,7 +303,16 @@ class Response(_Sender):
             if result.__class__ is list and self.pending is None and self.status is not None \
                     and len(result) == 1 and result[0].__class__ is bytes:
                 body = result[0]
-                yield from self._send(body, len(body))
+                size = len(body)
+                out = self._head(size)
+                if self.left == size and self.has_body and not self.chunked:
+                    # _send inlined for the commonest response: the head and
+                    # a body of its announced length in one send()
+                    self.left = 0
+                    self.body_sent = size
+                    yield from self.conn.send(out + body if size else out)
+                    return True
+                yield from self._send(body, size, out)
                 if self.left or self.chunked:
                     # shorter than the app's own Content-Length (or framed
                     # by the app's Transfer-Encoding): the same end as _pump's

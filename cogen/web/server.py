@@ -211,8 +211,15 @@ class WSGIServer:
         self._backoff = _AcceptBackoff(self)
         self._serve_coro: Any = None
         self._grace_timer: Any = None
+        #: the timer of the next sweep_idle while one is armed; it runs this
+        #: often, so an idle connection lives up to that much past its timeout
+        self.idle_sweep: Any = None
+        self._sweep_every = min(1.0, (opts.keepalive_timeout or 1.0) / 8)
         #: when the grace period of a stop ends (None: no stop, or no bound)
         self.grace_deadline: float | None = None
+        #: parsed request heads by their exact bytes (see Connection.serve):
+        #: bounded in count and key size (the keys are the clients' bytes)
+        self.head_cache: dict[bytes, list[Any]] = {}
         #: what every request's environ starts from (a copy of it)
         self.base_environ = _base_environ(self)
         #: every request runs in a fresh copy of this context (serve() makes it its own)
@@ -436,9 +443,38 @@ class WSGIServer:
             self._grace_timer = self.sched.call_later(
                 max(0.0, self.grace_deadline - _monotonic()), self._force_close)
 
+    def arm_idle_sweep(self) -> None:
+        """Have :meth:`sweep_idle` run after the sweep interval (a connection starts an idle wait)."""
+        self.idle_sweep = self.sched.call_later(self._sweep_every, self.sweep_idle)
+
+    def sweep_idle(self) -> None:
+        """Time out the keep-alive connections idle past their ``idle_deadline``.
+
+        Re-arms itself while any connection still waits so; the connection
+        gets OperationTimeout, as from a timer of its own.
+        """
+        self.idle_sweep = None
+        now = _monotonic()
+        waiting = False
+        for conn in list(self._conns.values()):
+            deadline = conn.idle_deadline
+            if deadline:
+                if deadline <= now:
+                    conn.idle_deadline = 0.0
+                    self.sched.forget_fd(conn.fd, OperationTimeout(
+                        conn.waiter, self.options.keepalive_timeout))
+                else:
+                    waiting = True
+        if waiting:
+            self.arm_idle_sweep()
+
     def connection_closed(self, conn: Connection) -> None:
         """Close ``conn``'s socket and forget it (its coroutine calls this last, on every path)."""
         self._conns.pop(conn.fd, None)
+        if not self._conns and self.idle_sweep is not None:
+            # nothing left to sweep: an armed timer would keep the loop running
+            self.sched.cancel_call(self.idle_sweep)
+            self.idle_sweep = None
         # the socket is closed next and never duplicated: closing drops it
         # from epoll, no need for a system call to unregister it
         self.sched.forget_fd(conn.fd, closing=True)
@@ -471,6 +507,13 @@ class WSGIServer:
             pool.shutdown(wait=False, cancel_pending=True)
 
 
+#: the environ keys set on every request the app is called for (by
+#: cogen.web.environ.request_environ and Connection.request)
+_PER_REQUEST_KEYS = ("REQUEST_METHOD", "QUERY_STRING", "SERVER_PROTOCOL", "REQUEST_URI", "RAW_URI",
+                     "PATH_INFO", "REMOTE_ADDR", "REMOTE_PORT", "wsgi.input", "cogen.wsgi",
+                     "cogen.input", "cogen.core", "cogen.call")
+
+
 def _base_environ(server: WSGIServer) -> dict[str, Any]:
     """What every request's environ of ``server`` starts from."""
     addr = server.address
@@ -478,7 +521,7 @@ def _base_environ(server: WSGIServer) -> dict[str, Any]:
         name, port = "localhost", ""
     else:
         name, port = addr[0], str(addr[1])
-    return {
+    environ = {
         "SERVER_NAME": server.options.server_name or name,
         "SERVER_PORT": port,
         "SCRIPT_NAME": server.url_prefix,
@@ -493,6 +536,14 @@ def _base_environ(server: WSGIServer) -> dict[str, Any]:
         "wsgi.input_terminated": True,
         "cogen.sched": server.sched,
     }
+    # The keys every request sets before its app sees them, as placeholders
+    # here (each is overwritten): a copy of this dict then has room for them
+    # all, where it would otherwise grow its table (a rehash of every key)
+    # on every request.
+    environ.update(dict.fromkeys(_PER_REQUEST_KEYS, ""))
+    if server.cogen_key:
+        environ["cogen"] = ""
+    return environ
 
 
 class _AcceptBackoff:

@@ -230,3 +230,62 @@ def test_a_413_reaches_http_client_sending_its_whole_body(live_server: Any, chun
     # Connection reset by peer).
     live = live_server(recording_app([]), max_body=1 << 20)
     assert [_put_30mb(live, chunked) for _ in range(10)] == [413] * 10
+
+
+def test_idle_keep_alive_connections_share_one_sweep_timer(live_server: Any, raw: Any) -> None:
+    # Each idle keep-alive connection used to arm a scheduler timer of its
+    # own; now one sweep per server times them out (the timeout itself is
+    # the test above).
+    live = live_server(recording_app([]), keepalive_timeout=30, header_timeout=30)
+    sched = live.sched
+    clients = [raw(live) for _ in range(20)]
+    for client in clients:
+        assert client.request(get("/")).status == 200
+    assert clients[-1].request(get("/sync")).status == 200
+
+    def idle_state() -> tuple[int, int, bool]:
+        conns = list(live.server._conns.values())
+        return (sum(1 for c in conns if c.idle_deadline), sched._timers_live,
+                live.server.idle_sweep is not None)
+
+    deadline = time.monotonic() + 10
+    while (state := live.call(idle_state))[0] < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)  # (the last response went out just before its wait)
+    waiting, timers, armed = state
+    assert waiting == 20 and armed
+    assert timers == 1, "one timer for all idle connections"
+    for client in clients:
+        client.close()
+    deadline = time.monotonic() + 10
+    while live.call(lambda: live.server.connections) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert live.call(lambda: (live.server.idle_sweep, sched._timers_live)) == (None, 0)
+
+
+def test_an_idle_keep_alive_connection_holds_one_frame_and_no_request(live_server: Any,
+                                                                      raw: Any) -> None:
+    # Idle memory per connection (issue 16): while it waits for its next
+    # request a connection's coroutine is one generator frame, which holds
+    # neither accept()'s address tuple, a bound method nor the request's bytes.
+    live = live_server(recording_app([]), keepalive_timeout=30)
+    client = raw(live)
+    assert client.request(get("/x?y", headers="X-Pad: abc\r\n")).status == 200
+
+    def idle_frame() -> Any:
+        (conn,) = live.server._conns.values()
+        if not conn.idle_deadline:
+            return None
+        gen = conn.coro.gen
+        return gen.gi_yieldfrom, dict(gen.gi_frame.f_locals), conn
+
+    deadline = time.monotonic() + 10
+    while (state := live.call(idle_frame)) is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # (the response went out just before the wait)
+    assert state is not None
+    yieldfrom, local_vars, conn = state
+    assert yieldfrom is None, "a generator under the connection's own"
+    for name, value in local_vars.items():
+        assert not isinstance(value, tuple), name
+        assert not (isinstance(value, bytes) and value), name
+        assert not hasattr(value, "__self__") or isinstance(value, type), name
+    assert conn.buf == b"" and conn.head is None and conn.peer[0] == "127.0.0.1"
