@@ -192,9 +192,11 @@ SERVERS: tuple[Server, ...] = (
     Server("cogen-nowatchdog", "cogen.web", "cogen", (*COGEN, "--blocked-loop-warning", "off"),
            "cogen-web, defaults but the blocked-loop watchdog off"),
     # an earlier checkout of cogen, for before/after figures in one run (--base-checkout PATH)
-    Server("cogen-base", "cogen.web", "cogen", ("env", "PYTHONPATH={base}", *COGEN),
+    # -P (Python 3.11+): the servers run in this checkout, whose cogen would
+    # otherwise come first on sys.path, before the base on PYTHONPATH
+    Server("cogen-base", "cogen.web", "cogen", ("env", "PYTHONPATH={base}", "{py}", "-P", *COGEN[1:]),
            "cogen-web from --base-checkout (the before of a before/after)",
-           multi=("env", "PYTHONPATH={base}", *COGEN, "--workers", "{workers}")),
+           multi=("env", "PYTHONPATH={base}", "{py}", "-P", *COGEN[1:], "--workers", "{workers}")),
     Server("raw-epoll-wsgi", "benchmarks.raw_wsgi", "",
            ("{py}", "-m", "benchmarks.raw_wsgi", "--app", "{app}", "--host", HOST, "--port", "{port}"),
            "pure-Python epoll loop: head split + PEP 3333 environ + app call, no validation (the ceiling)",
