@@ -1,4 +1,4 @@
-"""WebSocket (cogen/web/websocket.py) against the ``websockets`` package as the real client."""
+"""WebSocket (the cogen.web.websocket package) against the ``websockets`` package as the real client."""
 from __future__ import annotations
 
 import asyncio
