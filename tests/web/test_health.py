@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,9 +47,8 @@ WARNING = r"WARNING cogen.core.watchdog: blocked loop"
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[StartServer]:
+def server(tmp_path: Path, started: list[ServerProcess]) -> StartServer:
     write_app(tmp_path, "blocking", BLOCKING_APP)
-    started: list[ServerProcess] = []
 
     def start(*args: str) -> ServerProcess:
         proc = ServerProcess(cogen_web("blocking:application", "--port", "0", *args),
@@ -58,9 +56,7 @@ def server(tmp_path: Path) -> Iterator[StartServer]:
         started.append(proc)
         return proc
 
-    yield start
-    for proc in started:
-        proc.close()
+    return start
 
 
 def stop(proc: ServerProcess) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,12 +36,11 @@ def wait_reloaded(proc: ServerProcess, mark: int, workers: str) -> None:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[StartServer]:
+def server(tmp_path: Path, started: list[ServerProcess]) -> StartServer:
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
     write(tmp_path / "pkg" / "message.py", 'MESSAGE = "one"\n')
     (tmp_path / "reloadapp.py").write_text(APP)
-    started: list[ServerProcess] = []
 
     def start(*args: str) -> ServerProcess:
         proc = ServerProcess(cogen_web("reloadapp:application", "--port", "0", *args),
@@ -50,9 +48,7 @@ def server(tmp_path: Path) -> Iterator[StartServer]:
         started.append(proc)
         return proc
 
-    yield start
-    for proc in started:
-        proc.close()
+    return start
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
