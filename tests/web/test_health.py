@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,3 +156,43 @@ def test_workers_have_the_watchdog_too(server: StartServer) -> None:
     assert f"[{proc.pid}]" not in line.string  # a worker's line, not the master's
     stats = json.loads(get(port, "/_cogen/stats")[1])
     assert proc.pid not in [w["pid"] for w in stats["workers"]]
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2], ids=["app", "sub-coroutine", "sub-sub-coroutine"])
+def test_the_watchdog_names_the_request_of_a_step_blocked_in_a_sub_coroutine(live_server: Any,
+                                                                             depth: int) -> None:
+    """The blocked-loop warning names the request also when a coroutine the app called blocks."""
+    import queue
+
+    import requests
+
+    from cogen.core import coroutines
+    from cogen.core.coroutines import coroutine
+
+    seen: queue.Queue[Any] = queue.Queue()
+    holder: dict[str, Any] = {}
+
+    @coroutine
+    def nested(level: int) -> Any:
+        if level:
+            yield nested(level - 1)
+        else:
+            # what the watchdog does from its thread while this step blocks
+            seen.put(holder["server"].describe_coroutine(coroutines.current))
+        if False:
+            yield
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if depth:
+            yield nested(depth - 1)
+        else:
+            seen.put(holder["server"].describe_coroutine(coroutines.current))
+        yield b"ok"
+
+    live = live_server(app)
+    holder["server"] = live.server
+    assert requests.get(f"{live.url}/blocked?x=1", timeout=10).text == "ok"
+    described = seen.get(timeout=10)
+    assert described is not None, "the request was not found from the blocked coroutine"
+    assert "GET /blocked" in described[1]
