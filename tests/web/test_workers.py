@@ -252,6 +252,10 @@ def _connect_during_stop(port: int, timeout: float) -> str:
         sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     except ConnectionRefusedError:
         return "refused"
+    except ConnectionResetError:
+        # The handshake raced the close of the listening socket: the kernel
+        # reset it before connect() returned.
+        return "reset"
     with sock:
         try:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
