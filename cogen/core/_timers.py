@@ -76,7 +76,9 @@ class TimerHeap:
     def _kill_timer(self, coro: Coroutine, timer: list[Any]) -> None:
         coro.timer = None
         if timer[2]:
-            timer[2] = 0
+            # the entry stays in the heap until its time or a compaction:
+            # it must not keep the operation and the coroutine alive so long
+            timer[2] = timer[3] = timer[4] = 0
             self._timers_live -= 1
             self._timers_dead += 1
             if self._timers_dead > 512 and self._timers_dead > self._timers_live:
