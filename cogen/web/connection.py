@@ -47,8 +47,8 @@ if TYPE_CHECKING:
     from cogen.web.server import WSGIServer
 
 __all__ = ["DRAIN_TIMEOUT", "HEAD_CACHE_SIZE", "HEAD_KEY_MAX", "LINGER_BYTES", "LINGER_IDLE",
-           "LINGER_TIME", "Connection", "Drain", "drain_body", "linger_close", "log_access",
-           "serve_connection"]
+           "LINGER_TIME", "PEER_HOSTS_SIZE", "Connection", "Drain", "drain_body", "linger_close",
+           "log_access", "serve_connection"]
 
 log = logging.getLogger("cogen.web")
 access_log = logging.getLogger("cogen.web.access")
@@ -77,6 +77,12 @@ LINGER_BYTES = 256 << 20
 HEAD_CACHE_SIZE = 128
 HEAD_KEY_MAX = 1024
 
+#: The peer addresses of the connections, by their text, so that the
+#: connections from one address share one string: at most this many (the
+#: keys are the clients' addresses).
+PEER_HOSTS_SIZE = 1024
+_PEER_HOSTS: dict[str, str] = {}
+
 
 class Drain(ServerClosing):
     """Thrown into an idle connection's coroutine at a graceful stop: serve one last request."""
@@ -93,16 +99,15 @@ class Connection(ConnectionState):
         server: the :class:`~cogen.web.server.WSGIServer` it belongs to
             (its options, limits and app; anything with those attributes).
         sock: the accepted non-blocking socket.
-        send_timeout: seconds a client may keep a send waiting, None for no limit.
 
     ``buf`` holds the bytes received and not consumed yet; ``recv_more`` and
     ``send`` are the only socket I/O the body and response code do.
     """
 
     __slots__ = ("accepted", "buf", "cancelled", "coro", "drained", "fd", "head", "idle_deadline",
-                 "is_handshaking", "op", "peer", "send_timeout", "server", "sock", "waiter", "watcher")
+                 "is_handshaking", "op", "peer", "server", "sock", "waiter", "watcher")
 
-    def __init__(self, server: WSGIServer, sock: Any, send_timeout: float | None) -> None:
+    def __init__(self, server: WSGIServer, sock: Any) -> None:
         ConnectionState.__init__(self)
         self.server = server
         self.sock = sock
@@ -111,7 +116,6 @@ class Connection(ConnectionState):
         self.buf: bytes = b""
         # the last recv returned less than asked: the kernel had no more then
         self.drained = False
-        self.send_timeout = send_timeout
         self.accepted = _monotonic()
         #: while waiting for a next request: when the wait times out (0.0:
         #: not waiting so); WSGIServer.sweep_idle enforces it
@@ -128,7 +132,12 @@ class Connection(ConnectionState):
         #: the head of the request being served (None between requests) and
         #: the peer, for the blocked-loop watchdog and the figures
         self.head: Any = None
-        self.peer: tuple[str, str] = ("", "")
+        self.peer: tuple[str, str | int] = ("", "")
+
+    @property
+    def send_timeout(self) -> float | None:
+        """Seconds a client may keep a send waiting (the server's option), None for no limit."""
+        return self.server.options.send_timeout
 
     def recv_more(self, timeout: float | None) -> Generator[Any, Any, None]:
         """Append at least one more received byte to ``buf``; ClientDisconnected at EOF."""
@@ -199,6 +208,11 @@ class Connection(ConnectionState):
 
         One generator for all of it, with as few locals as will do: an idle
         keep-alive connection holds this frame and nothing else of its own.
+        Nothing is raised and caught in it on the way of a request either:
+        CPython gives a generator frame that saw an exception a frame object
+        (for the traceback) that lives as long as the generator, 352 bytes
+        more per connection. The reads that may find nothing are in
+        :meth:`receive`, the head and the request in :meth:`request`.
         Unregisters and closes the connection on every path.
         """
         server = self.server
@@ -206,10 +220,8 @@ class Connection(ConnectionState):
             if server.ssl_context is not None:
                 yield from self.handshake(server.ssl_context, server.options.header_timeout)
             keepalive_timeout = server.options.keepalive_timeout
-            header_timeout = server.options.header_timeout
-            waiter = self.waiter
-            is_tls = isinstance(self.sock, ssl.SSLSocket)
-            head_cache = server.head_cache
+            # plain TCP: after a response, wait for the next request, then read it
+            wait_first = not isinstance(self.sock, ssl.SSLSocket)
             # (a new connection is IDLE with no request yet: its first request is
             # served even if shutdown began since the accept, for graceful restarts)
             first = True
@@ -221,7 +233,7 @@ class Connection(ConnectionState):
             # enters from its next step on. ``in_context``: this step runs in it.
             in_context = True
             while True:
-                # -- wait for and read a request head --
+                # -- wait for and read the start of a request --
                 if not self.buf:
                     try:
                         if server.is_closing and not first:
@@ -231,7 +243,7 @@ class Connection(ConnectionState):
                             # that comes soon.
                             if not (yield from self.await_last_request()):
                                 break
-                        if self.drained and not first and not is_tls:
+                        if self.drained and not first and wait_first:
                             # Right after a response the next request has rarely
                             # come yet: wait for it rather than make a recv that
                             # fails. The reactor wakes us at once if data came
@@ -240,36 +252,32 @@ class Connection(ConnectionState):
                             if keepalive_timeout:
                                 # No timer per wait (a heap push and a kill per
                                 # request): the server's sweep times the
-                                # connection out once this deadline has passed.
-                                self.idle_deadline = _monotonic() + keepalive_timeout
+                                # connection out once this deadline has passed
+                                # (one float of the sweep's, shared).
                                 if server.idle_sweep is None:
                                     server.arm_idle_sweep()
+                                self.idle_deadline = server.idle_deadline
                                 try:
-                                    yield waiter.wait(False, None)
+                                    yield self.waiter.wait(False, None)
                                 finally:
                                     self.idle_deadline = 0.0
                             else:
-                                yield waiter.wait(False, keepalive_timeout)
+                                yield self.waiter.wait(False, keepalive_timeout)
                             in_context = True
-                        while True:
+                            # Woken for data: the read rarely finds none, so
+                            # it is made here (a call less per request); one
+                            # that does gives this frame its frame object.
                             try:
-                                # (not a bound method kept in a local: 72 bytes
-                                # per idle connection)
                                 data = self.sock.recv(262144)
-                                break
                             except WOULD_BLOCK:
-                                if first and server.is_closing:
-                                    # accepted after the stop began: a short wait
-                                    yield waiter.wait(False, min(DRAIN_TIMEOUT, header_timeout or 1e9))
-                                else:
-                                    yield waiter.wait(False, header_timeout if first
-                                                      else keepalive_timeout)
-                                in_context = True
-                            except ssl.SSLWantWriteError:
-                                yield waiter.wait(True, keepalive_timeout)
-                                in_context = True
+                                data = False
                             except OSError as exc:
                                 raise ClientDisconnected(str(exc)) from exc
+                        else:
+                            data = self.read_now()
+                        if data.__class__ is not bytes:
+                            data = yield from self.receive(first, data is True, keepalive_timeout)
+                            in_context = True
                     except Drain:
                         # thrown in while idle: nothing of a request was read yet
                         if not drain_once or not (yield from self.await_last_request()):
@@ -282,64 +290,10 @@ class Connection(ConnectionState):
                     self.drained = len(data) < 262144
                     self.buf = data
                     data = b""
-                self.state = RECV_HEAD
-                first = False
-                # A keep-alive client mostly repeats its request head byte for
-                # byte, and parsing is a pure function of the bytes and the
-                # server's limits: a head seen before comes from the server's
-                # cache. Only heads that parsed without error are in it, so every
-                # other head still goes through every check. An entry is [the
-                # head, the environ keys made from it (None until made)]; neither
-                # is ever changed once cached.
-                buf = self.buf
-                end = buf.find(b"\r\n\r\n", 0, HEAD_KEY_MAX + 3)
-                entry = None
-                if end > 0:
-                    key = buf if len(buf) == end + 4 else buf[:end + 4]
-                    entry = head_cache.get(key)
-                try:
-                    if entry is not None:
-                        head = entry[0]
-                    else:
-                        head = self.parse_head(0)
-                        if head is not None and end > 0 and head.head_size == end + 4:
-                            if len(head_cache) >= HEAD_CACHE_SIZE:
-                                head_cache.clear()
-                            head_cache[key] = entry = [head, None]
-                    buf = key = b""  # (an idle connection keeps no request bytes)
-                    if head is None:
-                        deadline = _monotonic() + (header_timeout or 1e9)
-                        while head is None:
-                            scanned = len(self.buf)
-                            yield from self.recv_more(max(0.0, deadline - _monotonic()))
-                            head = self.parse_head(scanned)
-                except _RemoteProtocolError as exc:
-                    yield from self.reject(exc, self.peer)
-                    break
-                except ClientDisconnected:
-                    break
-                except OperationTimeout:
-                    yield from self.reject(_RemoteProtocolError("request head timeout", 408),
-                                           self.peer, linger=False)
-                    break
-                self.buf = self.buf[head.head_size:]
-                if head.method == "CONNECT":
-                    # A WSGI app cannot open a tunnel, and a 2xx answer would
-                    # make the client start one (RFC 9110 §9.3.6): refuse it.
-                    yield from self.reject(_RemoteProtocolError(
-                        "CONNECT (a tunnel) is not supported by this server", 501), self.peer)
-                    break
                 if not in_context:
                     yield None  # a pipelined request: step into its context first
-                self.head = head
-                self.start_request(head)
-                yield from self.request(head, self.peer, entry)
-                entry = None
-                server.requests_served += 1
-                if server.on_request_served is not None:
-                    server.on_request_served()
-                head = self.head = None
-                if self.state is not DONE:
+                first = False
+                if not (yield from self.request()):
                     # (MUST_CLOSE or SWITCHED_PROTOCOL; during a stop every
                     # response says Connection: close, so the connection ends
                     # here unless its head was sent before the stop)
@@ -348,7 +302,7 @@ class Connection(ConnectionState):
                 self.coro.ctx = server.context.copy()
                 in_context = False
             if self.linger:
-                yield from linger_close(self.sock, waiter)
+                yield from linger_close(self.sock, self.waiter)
         except ClientDisconnected as exc:
             log.debug("client %s: %s", self.peer, exc)
         except OperationTimeout:
@@ -359,6 +313,48 @@ class Connection(ConnectionState):
             log.debug("client %s: %s", self.peer, exc)
         finally:
             server.connection_closed(self)
+
+    def read_now(self) -> bytes | bool:
+        """One read of the start of a request, without waiting.
+
+        Returns the bytes read (empty at EOF) or, when the read would block,
+        whether it waits for the socket to be writable (a TLS read may have
+        to write first) rather than readable. ClientDisconnected if the
+        connection failed.
+        """
+        try:
+            data: bytes = self.sock.recv(262144)
+        except WOULD_BLOCK:
+            return False
+        except ssl.SSLWantWriteError:
+            return True
+        except OSError as exc:
+            raise ClientDisconnected(str(exc)) from exc
+        return data
+
+    def receive(self, first: bool, want_write: bool,
+                keepalive_timeout: float | None) -> Generator[Any, Any, bytes]:
+        """Wait for the start of the next request and read it (after :meth:`read_now` found nothing).
+
+        ``first``: no request was read on the connection yet (the header
+        timeout bounds the wait; the keep-alive timeout otherwise).
+        Returns the bytes read, empty at EOF.
+        """
+        server = self.server
+        header_timeout = server.options.header_timeout
+        waiter = self.waiter
+        while True:
+            if want_write:
+                yield waiter.wait(True, keepalive_timeout)
+            elif first and server.is_closing:
+                # accepted after the stop began: a short wait
+                yield waiter.wait(False, min(DRAIN_TIMEOUT, header_timeout or 1e9))
+            else:
+                yield waiter.wait(False, header_timeout if first else keepalive_timeout)
+            data = self.read_now()
+            if isinstance(data, bytes):
+                return data
+            want_write = data
 
     def parse_head(self, scan_from: int) -> _http.RequestHead | None:
         """Parse the head at the start of ``buf`` with the server's limits (see ``parse_request_head``)."""
@@ -381,16 +377,69 @@ class Connection(ConnectionState):
             pass
 
     # -- one request ----------------------------------------------------------------
-    def request(self, head: _http.RequestHead, peer: tuple[str, str],
-                entry: list[Any] | None = None) -> Generator[Any, Any, None]:
-        """Serve one request; the state then says whether the connection goes on.
+    def request(self) -> Generator[Any, Any, bool]:
+        """Parse the request head at the start of ``buf`` and serve the request.
 
-        ``entry`` is the head's entry in the server's head cache, if it has
-        one (see :func:`~cogen.web.environ.request_environ`).
+        Reads more while the head is not whole (within the header timeout).
+        A head the server refuses is answered with its 4xx (or 501) here.
+        Returns True if the connection goes on (the state is DONE), False
+        if it must close.
         """
+        self.state = RECV_HEAD
         server = self.server
+        # A keep-alive client mostly repeats its request head byte for byte,
+        # and parsing is a pure function of the bytes and the server's
+        # limits: a head seen before comes from the server's cache. Only
+        # heads that parsed without error are in it, so every other head
+        # still goes through every check. An entry is [the head, the environ
+        # keys made from it (None until made)]; neither is ever changed once
+        # cached.
+        head_cache = server.head_cache
+        buf = self.buf
+        end = buf.find(b"\r\n\r\n", 0, HEAD_KEY_MAX + 3)
+        entry = None
+        if end > 0:
+            key = buf if len(buf) == end + 4 else buf[:end + 4]
+            entry = head_cache.get(key)
+        try:
+            if entry is not None:
+                head = entry[0]
+            else:
+                head = self.parse_head(0)
+                if head is not None and end > 0 and head.head_size == end + 4:
+                    if len(head_cache) >= HEAD_CACHE_SIZE:
+                        head_cache.clear()
+                    head_cache[key] = entry = [head, None]
+            buf = key = b""
+            if head is None:
+                header_timeout = server.options.header_timeout
+                deadline = _monotonic() + (header_timeout or 1e9)
+                while head is None:
+                    scanned = len(self.buf)
+                    yield from self.recv_more(max(0.0, deadline - _monotonic()))
+                    head = self.parse_head(scanned)
+        except _RemoteProtocolError as exc:
+            yield from self.reject(exc, self.peer)
+            return False
+        except ClientDisconnected:
+            self.must_close()
+            return False
+        except OperationTimeout:
+            yield from self.reject(_RemoteProtocolError("request head timeout", 408),
+                                   self.peer, linger=False)
+            return False
+        self.buf = self.buf[head.head_size:]
+        if head.method == "CONNECT":
+            # A WSGI app cannot open a tunnel, and a 2xx answer would
+            # make the client start one (RFC 9110 §9.3.6): refuse it.
+            yield from self.reject(_RemoteProtocolError(
+                "CONNECT (a tunnel) is not supported by this server", 501), self.peer)
+            return False
+        # -- the request --
+        self.head = head
+        self.start_request(head)
         started = _monotonic() if server.access_log_enabled else 0.0
-        environ = request_environ(server.base_environ, head, peer, server.url_prefix,
+        environ = request_environ(server.base_environ, head, self.peer, server.url_prefix,
                                   server.proxies, entry)
         if environ is None:
             # outside the url prefix: the body is not read, so the connection
@@ -400,7 +449,7 @@ class Connection(ConnectionState):
                 self.must_close(linger=True)
             yield from self.simple(404, "Not Found", head, keep_open)
             self.end_response(keep_open)
-            return
+            return self.request_done()
 
         # -- the body --
         source = None
@@ -417,12 +466,12 @@ class Connection(ConnectionState):
                 try:
                     stream, length = yield from read_whole_body(source, opts.body_buffer)
                 except _RemoteProtocolError as exc:
-                    yield from self.reject(exc, peer[0])
-                    return
+                    yield from self.reject(exc, self.peer[0])
+                    return self.request_done()
                 except OperationTimeout:
                     yield from self.reject(
-                        _RemoteProtocolError("request body timeout", 408), peer[0], linger=False)
-                    return
+                        _RemoteProtocolError("request body timeout", 408), self.peer[0], linger=False)
+                    return self.request_done()
                 self.body_received()
                 environ["wsgi.input"] = spool = stream
                 environ["CONTENT_LENGTH"] = str(length)
@@ -465,6 +514,21 @@ class Connection(ConnectionState):
                 self.body_drained((yield from drain_body(source)))
         if server.access_log_enabled and access_log.isEnabledFor(logging.INFO):
             log_access(server.options.access_log_format, environ, head, response, started)
+        # request_done(), inlined for the common end
+        self.head = None
+        server.requests_served += 1
+        if server.on_request_served is not None:
+            server.on_request_served()
+        return self.state is DONE
+
+    def request_done(self) -> bool:
+        """Count the request just answered; returns True if the connection goes on (DONE)."""
+        self.head = None
+        server = self.server
+        server.requests_served += 1
+        if server.on_request_served is not None:
+            server.on_request_served()
+        return self.state is DONE
 
     def simple(self, code: int, reason: str, head: _http.RequestHead,
                keep_open: bool) -> Generator[Any, Any, None]:
@@ -483,13 +547,20 @@ def serve_connection(server: WSGIServer, sock: Any, addr: Any) -> Generator[Any,
     the stop and the figures; :meth:`Connection.serve` unregisters and
     closes it on every path.
     """
-    conn = Connection(server, sock, server.options.send_timeout)
+    conn = Connection(server, sock)
     conn.coro = _coroutines.current
-    # Only the peer's address as the environ gives it is kept per connection,
-    # not accept()'s tuple too: an idle keep-alive connection should hold as
-    # little memory as possible.
+    # An idle keep-alive connection should hold as little memory as possible:
+    # the port stays an int (the environ's text is made per request), and
+    # the address text is shared with the other connections from the same
+    # address (the clients behind one proxy or NAT, or one busy client).
     if isinstance(addr, tuple):
-        conn.peer = (addr[0], str(addr[1]))
+        host = addr[0]
+        shared = _PEER_HOSTS.get(host)
+        if shared is None:
+            if len(_PEER_HOSTS) >= PEER_HOSTS_SIZE:
+                _PEER_HOSTS.clear()
+            shared = _PEER_HOSTS[host] = host
+        conn.peer = (shared, addr[1])
     del addr
     server.connection_opened(conn)
     return conn.serve()

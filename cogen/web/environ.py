@@ -37,11 +37,12 @@ def decode_path(path: str) -> str:
     return unquote(path, encoding="latin-1")
 
 
-def request_environ(base: dict[str, Any], head: Any, peer: tuple[str, str], prefix: str,
+def request_environ(base: dict[str, Any], head: Any, peer: tuple[str, str | int], prefix: str,
                     proxies: ProxyRules, entry: list[Any] | None = None) -> dict[str, Any] | None:
     """The PEP 3333 environ of one request, from the server's ``base`` and the parsed ``head``.
 
-    ``peer`` is ``(address, port)`` as text (both empty on a Unix socket);
+    ``peer`` is ``(address, port)``, the port an int or text (both empty
+    text on a Unix socket);
     ``prefix`` the server's ``url_prefix`` without its trailing slash (it is
     SCRIPT_NAME, already in ``base``). Repeated header fields are joined
     (``, ``; ``; `` for Cookie, RFC 9110 §5.3), and the trusted proxy rules
@@ -64,7 +65,8 @@ def request_environ(base: dict[str, Any], head: Any, peer: tuple[str, str], pref
             entry[1] = keys
     environ = base.copy()
     environ.update(keys)
-    environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = peer
+    environ["REMOTE_ADDR"] = peer[0]
+    environ["REMOTE_PORT"] = str(peer[1])
     if proxies.is_active:
         proxies.apply(environ)
     return environ

@@ -214,6 +214,9 @@ class WSGIServer:
         #: the timer of the next sweep_idle while one is armed; it runs this
         #: often, so an idle connection lives up to that much past its timeout
         self.idle_sweep: Any = None
+        #: the ``idle_deadline`` of a connection that starts an idle wait now
+        #: (set by :meth:`arm_idle_sweep`)
+        self.idle_deadline = 0.0
         self._sweep_every = min(1.0, (opts.keepalive_timeout or 1.0) / 8)
         #: when the grace period of a stop ends (None: no stop, or no bound)
         self.grace_deadline: float | None = None
@@ -444,8 +447,18 @@ class WSGIServer:
                 max(0.0, self.grace_deadline - _monotonic()), self._force_close)
 
     def arm_idle_sweep(self) -> None:
-        """Have :meth:`sweep_idle` run after the sweep interval (a connection starts an idle wait)."""
-        self.idle_sweep = self.sched.call_later(self._sweep_every, self.sweep_idle)
+        """Have :meth:`sweep_idle` run after the sweep interval (a connection starts an idle wait).
+
+        Also sets :attr:`idle_deadline`, which the connections that start
+        an idle wait before the next sweep take as theirs: one float for
+        them all, not one each. It is a sweep interval later than now plus
+        the keep-alive timeout, so that it is late for none of them; a
+        connection is timed out between one and two sweep intervals after
+        its keep-alive timeout has passed.
+        """
+        every = self._sweep_every
+        self.idle_deadline = _monotonic() + (self.options.keepalive_timeout or 0.0) + every
+        self.idle_sweep = self.sched.call_later(every, self.sweep_idle)
 
     def sweep_idle(self) -> None:
         """Time out the keep-alive connections idle past their ``idle_deadline``.
