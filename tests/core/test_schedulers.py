@@ -881,3 +881,27 @@ def test_cancel_of_a_finished_coroutine_does_nothing(sched: Scheduler) -> None:
     sched.run()
     assert sched.cancel(coro, Gone()) is False
     assert not sched.has_work()
+
+
+def test_a_timer_killed_early_does_not_keep_its_coroutine_alive(sched: Scheduler) -> None:
+    # The heap keeps a killed timer's entry until its deadline (or a
+    # compaction); it kept the operation and the coroutine alive that long.
+    import gc
+    import weakref
+
+    @coroutine
+    def waiter() -> Any:
+        yield events.WaitForSignal("go", timeout=3600)
+
+    @coroutine
+    def signaller() -> Any:
+        yield events.Signal("go")
+
+    coro = sched.add(waiter)
+    sched.add(signaller)
+    sched.run()
+    assert sched.timers, "the killed timer's entry is still in the heap (what this test is about)"
+    ref = weakref.ref(coro)
+    del coro
+    gc.collect()
+    assert ref() is None
