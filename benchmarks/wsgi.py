@@ -16,7 +16,9 @@ the compiled frontier (granian, meinheld, bjoern, uWSGI) and
 WSGI server can do: the ceiling for cogen-web.
 
 Workloads (``--workloads``): ``hello`` (13 bytes), ``big`` (1 MiB in 64 KiB
-chunks), ``file`` (10 MiB through ``wsgi.file_wrapper``), ``echo`` (a 64 KiB
+chunks), ``file`` (10 MiB through ``wsgi.file_wrapper``), ``file-discard``
+(the same, with benchmarks/discard.py as the client: it throws the body
+away uncopied, where wrk's copy of it saturates wrk first), ``echo`` (a 64 KiB
 POST sent back; wrk's Lua script sets the method and body), ``flask`` and
 ``flask-json`` (a Flask app's text and JSON routes), each measured with wrk
 ``-t1`` for ``--duration`` seconds at -c10 and -c100 with keep-alive (hello
@@ -120,6 +122,8 @@ class Workload:
     lua: str = ""
     expect: bytes = b""
     longpoll: bool = False
+    #: ``wrk``, or ``discard`` for benchmarks/discard.py (bodies thrown away uncopied)
+    client: str = "wrk"
 
     @property
     def request(self) -> bytes:
@@ -133,6 +137,8 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("hello", "benchmarks.apps:hello", "/", HELLO_SCENARIOS, expect=b"Hello, World!"),
     Workload("big", "benchmarks.apps:big", "/", KEEPALIVE, expect=b"AAAA"),
     Workload("file", "benchmarks.apps:file", "/", KEEPALIVE, expect=bytes(range(16))),
+    Workload("file-discard", "benchmarks.apps:file", "/", KEEPALIVE, expect=bytes(range(16)),
+             client="discard"),
     Workload("echo", "benchmarks.apps:echo", "/", KEEPALIVE, lua=LUA_POST, expect=b"hello"),
     Workload("flask", "benchmarks.apps:flask_app", "/", KEEPALIVE, expect=b"Hello, World!"),
     Workload("flask-json", "benchmarks.apps:flask_app", "/json", KEEPALIVE, expect=b'{"message":'),
@@ -448,14 +454,22 @@ def write_lua(tmp: Path, work: Workload) -> Path:
 
 
 def run_wrk(args: argparse.Namespace, lua: Path, path: str, conns: int, duration: float,
-            close: bool, server: subprocess.Popen[bytes] | None = None) -> dict[str, Any]:
+            close: bool, server: subprocess.Popen[bytes] | None = None,
+            client: str = "wrk") -> dict[str, Any]:
     """One wrk run pinned to the client CPU; wrk's JSON line plus req/s and CPU figures.
 
-    Returns ``{"failed": reason}`` when wrk printed no JSON line.
+    ``client="discard"`` runs benchmarks/discard.py instead (GET only: it
+    has no Lua script), which prints the same line. Returns ``{"failed":
+    reason}`` when the client printed no JSON line.
     """
-    argv = ["wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--timeout", "5s", "-s", str(lua)]
-    argv += ["-H", "Connection: close"] if close else []
-    argv.append(f"http://{HOST}:{args.port}{path}")
+    if client == "discard":
+        argv = [sys.executable, str(ROOT / "benchmarks" / "discard.py"), "--host", HOST,
+                "--port", str(args.port), "--path", path, "--conns", str(conns),
+                "--duration", f"{duration:g}", "--timeout", "5"] + (["--close"] if close else [])
+    else:
+        argv = ["wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--timeout", "5s", "-s", str(lua)]
+        argv += ["-H", "Connection: close"] if close else []
+        argv.append(f"http://{HOST}:{args.port}{path}")
     cpus = (args.server_cpu, args.client_cpu)
     busy0, srv0 = cpu_busy_ticks(cpus), tree_cpu_ticks(server.pid) if server else 0
     usage0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
@@ -613,7 +627,7 @@ def serving(args: argparse.Namespace, srv: Server, work: Workload, mode: str,
     proc = start_server(args, srv, work, mode, args.logs / f"{srv.name}.log")
     try:
         if args.warmup and lua is not None:
-            run_wrk(args, lua, work.path, 10, args.warmup, False)
+            run_wrk(args, lua, work.path, 10, args.warmup, False, client=work.client)
         yield proc
     finally:
         stop_server(proc)
@@ -625,7 +639,7 @@ def throughput_visit(args: argparse.Namespace, srv: Server, work: Workload, rep:
     lua = write_lua(args.tmp, work)
     with serving(args, srv, work, "throughput", lua) as proc:
         for scenario, conns, close in work.scenarios:
-            res = run_wrk(args, lua, work.path, conns, args.duration, close, proc)
+            res = run_wrk(args, lua, work.path, conns, args.duration, close, proc, client=work.client)
             rows.append({"kind": "throughput", "server": srv.name, "workload": work.name, "repeat": rep,
                          "scenario": scenario, "conns": conns, "close": close, **res})
             print(f"[{rep}] {srv.name:15s} {work.name:10s} {scenario:9s} {describe(res)}", flush=True)

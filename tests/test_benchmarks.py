@@ -22,7 +22,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import pytest
 
-from benchmarks import apps, wsgi
+from benchmarks import apps, discard, wsgi
 from benchmarks.raw_wsgi import RawWSGIServer
 from tests.web._process import ServerProcess, cogen_web
 
@@ -72,6 +72,27 @@ def test_raw_wsgi_serves_every_workload_on_one_keepalive_connection(raw_server: 
         assert conn.getresponse().read() == body
     finally:
         conn.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MSG_TRUNC on TCP is Linux's")
+@pytest.mark.parametrize("close", [False, True], ids=["keep-alive", "close"])
+def test_the_discard_client_reads_whole_responses_and_counts_bad_ones(raw_server: Any, close: bool) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["PATH_INFO"] == "/missing":
+            start_response("404 Not Found", [("Content-Length", "3")])
+            return [b"no!"]
+        return apps.file(environ, start_response)  # 10 MiB through sendfile
+
+    port = raw_server(app)
+    res = discard.run("127.0.0.1", port, "/", 2, 0.5, close, 5.0)
+    assert res["requests"] > 0
+    assert {k: res[k] for k in ("connect", "read", "write", "status", "timeout")} == dict.fromkeys(
+        ("connect", "read", "write", "status", "timeout"), 0)
+    assert 0 < res["p50_us"] <= res["p99_us"] <= res["max_us"]
+    # a whole 10 MiB body was discarded per request: the next response
+    # would not parse otherwise, and would count as a read error
+    bad = discard.run("127.0.0.1", port, "/missing", 1, 0.2, close, 5.0)
+    assert bad["requests"] > 0 and bad["status"] == bad["requests"]
 
 
 def test_raw_wsgi_answers_pipelined_requests_in_order_and_closes_when_asked(raw_server: Any) -> None:
