@@ -39,6 +39,7 @@ from cogen.core.util import PENDING, USE_DEFAULT
 __all__ = ["RunLoop"]
 
 log = logging.getLogger("cogen")
+_COMPLETED = Coroutine.STATE_COMPLETED
 
 
 class RunLoop(OperationInterface):
@@ -104,7 +105,14 @@ class RunLoop(OperationInterface):
                     else:
                         op = coro.ctx.run(coro.send, val)
                 except StopIteration as stop:
-                    self._finish(coro, stop.value, None)
+                    if coro.caller is None and not coro.waiters:
+                        # _finish of a coroutine nobody waits for, inlined
+                        coro.gen = None
+                        coro.send = None  # type: ignore[assignment]
+                        coro.state = _COMPLETED
+                        coro.result = stop.value
+                    else:
+                        self._finish(coro, stop.value, None)
                     break
                 except (KeyboardInterrupt, SystemExit):
                     module_vars["current"] = None

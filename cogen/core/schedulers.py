@@ -22,18 +22,21 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
+from types import FunctionType
 from typing import Any
 
 from cogen.core import broker as _broker
 from cogen.core._run_loop import RunLoop
 from cogen.core._timers import SLEEP, TIMEOUT
-from cogen.core.coroutines import Coroutine
+from cogen.core.coroutines import Coroutine, coroutine
 from cogen.core.reactors import Reactor, get_reactor
 from cogen.core.util import priority
 
 __all__ = ["Scheduler"]
 
 log = logging.getLogger("cogen")
+#: the code of every function @coroutine returns (see Scheduler.add)
+_WRAPPER_CODE = coroutine(lambda: None).__code__
 
 
 class Scheduler(RunLoop):
@@ -144,7 +147,10 @@ class Scheduler(RunLoop):
             if args:
                 raise TypeError("give the arguments positionally or as args=, not both")
             args = pos_args
-        if isinstance(coro, Coroutine):
+        if coro.__class__ is FunctionType and coro.__code__ is _WRAPPER_CODE and not kwargs:
+            # a @coroutine function: its Coroutine made here, not by a call of the wrapper
+            instance = Coroutine(coro.__wrapped__, *args)  # type: ignore[attr-defined]
+        elif isinstance(coro, Coroutine):
             if args or kwargs:
                 raise TypeError(f"{coro!r} is already an instance; it takes no arguments")
             instance = coro
