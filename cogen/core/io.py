@@ -96,6 +96,14 @@ class WaitIO(TimedOperation):
     the direction and timeout before each yield. ``owner`` is the object the
     reactor keeps for the descriptor (the socket), so that a closed one is
     told apart from its reused number. Timeouts raise ``OperationTimeout``.
+
+    Wait only after the socket call would block (``WOULD_BLOCK`` /
+    ``WANT_WRITE``): the epoll reactor is edge-triggered, and the edge that
+    a wait is woken by is the change from "would block" to "ready". A read
+    edge that came while nobody waited is remembered for the next reader;
+    a write edge is not, so a write wait on a socket that is writable
+    already, with no failed write before it, may not be woken before its
+    timeout.
     """
 
     __slots__ = ("armed", "fd", "owner", "writing")
