@@ -136,6 +136,24 @@ def cogen_web(*args: str) -> list[str]:
     return [sys.executable, "-m", "cogen.web", *args]
 
 
+def pids_answering(port: int, want: int, within: float = 20.0) -> set[int]:
+    """The pids (the bodies of ``GET /``) that answer on new connections, until ``want`` did.
+
+    Asks 16 at a time on 8 threads, for at most ``within`` seconds: with
+    one listening socket shared by the workers, an idle worker can win
+    every accept of a sequential client.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    seen: set[int] = set()
+    deadline = time.monotonic() + within
+    with ThreadPoolExecutor(8) as pool:
+        while len(seen) < want and time.monotonic() < deadline:
+            for status, body in pool.map(lambda _: get(port), range(16)):
+                assert status == 200
+                seen.add(int(body))
+    return seen
+
+
 def get(port: int, path: str = "/", host: str = "127.0.0.1", timeout: float = WAIT,
         method: str = "GET", body: bytes | None = None) -> tuple[int, bytes]:
     """One request on a new connection (closed afterwards); returns (status, body)."""

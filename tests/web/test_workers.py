@@ -19,6 +19,7 @@ from tests.web._process import (
     cogen_web,
     get,
     get_unix,
+    pids_answering,
     wait_exited,
     write_app,
 )
@@ -29,8 +30,6 @@ pytestmark = [
 ]
 
 #: Requests to make, at most, while waiting for a given worker to answer.
-TRIES = 300
-
 
 @pytest.fixture
 def server(app_dir: Path) -> Iterator[StartServer]:
@@ -58,18 +57,6 @@ def _matches(proc: ServerProcess, pattern: str) -> list[re.Match[str]]:
     return [m for line in list(proc.lines) if (m := re.search(pattern, line))]
 
 
-def pids_answering(port: int, want: int) -> set[int]:
-    """Make requests on new connections until ``want`` different pids answered (bounded)."""
-    seen: set[int] = set()
-    for _ in range(TRIES):
-        status, body = get(port)
-        assert status == 200
-        seen.add(int(body))
-        if len(seen) >= want:
-            break
-    return seen
-
-
 def test_two_workers_answer(server: StartServer) -> None:
     proc = server("--port", "0", "--workers", "2")
     port = proc.port()
@@ -89,13 +76,7 @@ def test_killed_worker_is_replaced(server: StartServer) -> None:
     proc.wait_for(rf"worker {victim} died \(killed by SIGKILL\)", start=mark)
     new = int(proc.wait_for(r"worker (\d+) serving", start=mark).group(1))
     assert new not in before
-    seen: set[int] = set()
-    for _ in range(TRIES):
-        status, body = get(port)
-        assert status == 200
-        seen.add(int(body))
-        if new in seen:
-            break
+    seen = pids_answering(port, 2)
     assert new in seen
     assert victim not in seen
 
