@@ -305,8 +305,10 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
     watchdog's threshold, the stats path and the pid file are taken from them. The first
     SIGTERM/SIGINT stops accepting and lets requests in flight finish for
     ``grace`` seconds; a second one acts at once (the default handlers are
-    back). SIGUSR1 reopens the log files. Raises UsageError if an address
-    cannot be bound or the pid file cannot be written.
+    back). SIGHUP stops gracefully too (only a master, ``--workers 2`` or
+    ``--reload``, can load new code). SIGUSR1 reopens the log files.
+    Raises UsageError if an address cannot be bound or the pid file cannot
+    be written.
     """
     from cogen.web.runner import Runner
     settings = settings or CommandSettings.defaults()
@@ -316,7 +318,12 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
     pidfile = _write_pid(settings.pid, runner)
     try:
         runner.run(signals={signal.SIGTERM: runner.on_signal, signal.SIGINT: runner.on_signal,
-                            signal.SIGUSR1: reopen_logs})
+                            signal.SIGUSR1: reopen_logs,
+                            # no master to replace this process with new code: a
+                            # graceful stop rather than the default's instant death
+                            signal.SIGHUP: lambda signum: runner.stop(
+                                "received SIGHUP (one process cannot reload: run "
+                                "--workers 2 or --reload for that)")})
     except Exception:
         log.exception("the server failed")
         return 1

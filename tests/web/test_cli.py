@@ -199,6 +199,22 @@ def test_sigterm_lets_a_slow_request_finish(server: StartServer) -> None:
     proc.wait_for("stopped")
 
 
+def test_sighup_stops_a_single_process_gracefully(server: StartServer) -> None:
+    # A single process has no master to replace it: SIGHUP's default action
+    # killed it at once, with the requests in flight.
+    proc = server("app:application", "--port", "0")
+    port = proc.port()
+    result: list[tuple[int, bytes]] = []
+    client = threading.Thread(target=lambda: result.append(get(port, "/slow")))
+    client.start()
+    proc.wait_for("slow request started")
+    proc.signal(signal.SIGHUP)
+    client.join(WAIT)
+    assert result == [(200, b"slow done")]
+    assert proc.wait() == 0
+    proc.wait_for(r"received SIGHUP .*--workers 2 or --reload")
+
+
 def test_sigint_stops_gracefully_too(server: StartServer) -> None:
     proc = server("app:application", "--port", "0")
     proc.port()
