@@ -46,11 +46,12 @@ class FakeServer:
         self.sched = Scheduler()
 
 
-def respond(app: Any, request: bytes, **options: Any) -> tuple[bool, Response, bytes]:
+def respond(app: Any, request: bytes, conn: FakeConnection | None = None,
+            **options: Any) -> tuple[bool, Response, bytes]:
     """Run ``app`` for ``request``; (keep the connection?, the response, the bytes sent)."""
     head = parse_request_head(request)
     assert head is not None
-    conn = FakeConnection()
+    conn = conn or FakeConnection()
     server = FakeServer(app, **options)
     environ: dict[str, Any] = {}
     environ["cogen.wsgi"] = CogenGate(server.sched, environ, 0, EmptyInput())
@@ -109,3 +110,39 @@ def test_a_body_shorter_than_its_content_length_ends_keep_alive() -> None:
     ok, response, out = respond(app, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert out.endswith(b"\r\n\r\nshort")
     assert not response.keep_alive
+
+
+def test_a_list_of_many_small_items_goes_out_in_one_send_with_a_content_length() -> None:
+    # A page rendered as a list of small pieces went out one send() (and,
+    # with TCP_NODELAY, one packet) per item. Every item of a list exists
+    # already, so joining them delays none (PEP 3333).
+    items = [b"<li>%d</li>" % i for i in range(100)]
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return items
+
+    conn = FakeConnection()
+    ok, response, out = respond(app, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", conn)
+    assert ok and response.keep_alive
+    assert len(conn.sent) == 1
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert body == b"".join(items)
+    assert b"\r\nContent-Length: %d\r\n" % len(body) in head + b"\r\n"
+
+
+@pytest.mark.parametrize("items", [[b"ab", "cd"], [b"x" * (300 << 10), b"y"]],
+                         ids=["a str item", "large"])
+def test_a_list_that_is_not_joined_is_sent_item_by_item(items: list[Any]) -> None:
+    # (a str item is still the app's error, found when its turn comes; a
+    # large list is not copied into one)
+    def app(environ: Any, start_response: Any) -> list[Any]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return items
+
+    conn = FakeConnection()
+    ok, response, out = respond(app, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", conn)
+    if isinstance(items[1], str):
+        assert not ok and b"ab" in out  # the head and the first item went out before the error
+    else:
+        assert ok and len(conn.sent) > 1 and b"x" * 100 + b"\r\n1\r\ny\r\n" in out
