@@ -116,6 +116,9 @@ class _Sender:
     def _flush_pending(self) -> Generator[Any, Any, None]:
         pending = self.pending or []
         self.pending = None
+        joined = _joined(pending)  # (what write() queued is all there: one send for it)
+        if joined is not None:
+            pending = [joined]
         for data in pending:
             if data:
                 yield from self._send(data, None)

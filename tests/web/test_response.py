@@ -146,3 +146,18 @@ def test_a_list_that_is_not_joined_is_sent_item_by_item(items: list[Any]) -> Non
         assert not ok and b"ab" in out  # the head and the first item went out before the error
     else:
         assert ok and len(conn.sent) > 1 and b"x" * 100 + b"\r\n1\r\ny\r\n" in out
+
+
+def test_what_write_queued_goes_out_in_one_send() -> None:
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        for i in range(50):
+            write(b"line %d\n" % i)
+        return []
+
+    conn = FakeConnection()
+    ok, response, out = respond(app, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", conn)
+    assert ok
+    body = b"".join(b"line %d\n" % i for i in range(50))
+    assert len(conn.sent) == 2  # the head with the writes as one chunk, then the last chunk
+    assert out.endswith(b"\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
