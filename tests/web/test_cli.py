@@ -185,34 +185,25 @@ def test_unix_socket_mode_defaults_to_the_umask(server: StartServer, tmp_path: P
     assert os.stat(path).st_mode & 0o777 == 0o777 & ~umask
 
 
-def test_sigterm_lets_a_slow_request_finish(server: StartServer) -> None:
-    proc = server("app:application", "--port", "0")
-    port = proc.port()
-    result: list[tuple[int, bytes]] = []
-    client = threading.Thread(target=lambda: result.append(get(port, "/slow")))
-    client.start()
-    proc.wait_for("slow request started")
-    proc.signal(signal.SIGTERM)
-    client.join(WAIT)
-    assert result == [(200, b"slow done")]
-    assert proc.wait() == 0
-    proc.wait_for("stopped")
-
-
-def test_sighup_stops_a_single_process_gracefully(server: StartServer) -> None:
+@pytest.mark.parametrize(("signum", "says"), [
+    (signal.SIGTERM, r"received SIGTERM"),
     # A single process has no master to replace it: SIGHUP's default action
     # killed it at once, with the requests in flight.
+    (signal.SIGHUP, r"received SIGHUP .*--workers 2 or --reload"),
+], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_lets_a_slow_request_finish(server: StartServer, signum: int, says: str) -> None:
     proc = server("app:application", "--port", "0")
     port = proc.port()
     result: list[tuple[int, bytes]] = []
     client = threading.Thread(target=lambda: result.append(get(port, "/slow")))
     client.start()
     proc.wait_for("slow request started")
-    proc.signal(signal.SIGHUP)
+    proc.signal(signum)
     client.join(WAIT)
     assert result == [(200, b"slow done")]
     assert proc.wait() == 0
-    proc.wait_for(r"received SIGHUP .*--workers 2 or --reload")
+    proc.wait_for(says)
+    proc.wait_for("stopped")
 
 
 def test_sigint_stops_gracefully_too(server: StartServer) -> None:
