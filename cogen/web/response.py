@@ -378,6 +378,10 @@ class Response(_Sender):
         """
         gate = self.environ["cogen.wsgi"]
         while True:
+            if self.pending is not None:
+                # what write() was given goes before the next item is asked
+                # for: a threaded app's next() may block for long
+                yield from self._flush_pending()
             if pool is None:
                 chunk = next(iterator, _DONE)
             else:

@@ -166,3 +166,37 @@ def test_closing_an_idle_request_coroutine_closes_the_app(live_server: Any, raw:
     client.sock.recv(1)  # the response has started: the app is parked on the signal
     live.call(lambda: next(iter(live.server._conns.values())).coro.close())
     assert closed.wait(CLIENT_TIMEOUT)
+
+
+def test_what_write_sent_reaches_the_client_while_the_iterable_blocks(live_server: Any,
+                                                                      raw: Any) -> None:
+    # PEP 3333: the data given to write() is on its way when write() returns.
+    # It waited for the app's first item, so a threaded app whose iterable
+    # blocked before its first item held it back for as long.
+    go = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        write = start_response("200 OK", TEXT)
+        write(b"early,")
+        return blocks_then_late()
+
+    def blocks_then_late() -> Iterator[bytes]:
+        assert go.wait(CLIENT_TIMEOUT)
+        yield b"late"
+
+    live = live_server(app, threads=2)
+    client = raw(live)
+    client.send(get("/"))
+    data = b""
+    try:
+        while b"early," not in data:  # (the client's timeout bounds it)
+            chunk = client.sock.recv(65536)
+            assert chunk, "the server closed the connection"
+            data += chunk
+    finally:
+        go.set()
+    while not data.endswith(b"0\r\n\r\n"):
+        chunk = client.sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        data += chunk
+    assert data.index(b"early,") < data.index(b"late")
