@@ -250,10 +250,14 @@ class RunLoop(OperationInterface):
             return
         self._ready = []
         append = self.active.append
-        for op, coro in ready:
+        for entry in ready:
+            op, coro = entry
             coro.io_wait = None
             if type(op) is WaitIO and op.armed:  # WaitIO.process on a wake-up, inlined
                 op.armed = False
+                if coro.timer is None:
+                    append(entry)  # (its result is the op: the entry serves as it is)
+                    continue
                 result: Any = op
             else:
                 try:
