@@ -208,12 +208,14 @@ class Connection(ConnectionState):
 
         One generator for all of it, with as few locals as will do: an idle
         keep-alive connection holds this frame and nothing else of its own.
-        Nothing is raised and caught in it on the way of a request either:
-        CPython gives a generator frame that saw an exception a frame object
-        (for the traceback) that lives as long as the generator, 352 bytes
-        more per connection. The reads that may find nothing are in
-        :meth:`receive`, the head and the request in :meth:`request`.
-        Unregisters and closes the connection on every path.
+        Nothing should be raised and caught in it on the way of a request
+        either: CPython gives a generator frame that saw an exception a frame
+        object (for the traceback) that lives as long as the generator, 352
+        bytes more per connection. So the reads that may find nothing are in
+        :meth:`read_now` and :meth:`receive` (only the read after a wake-up
+        for data is made here: it rarely finds none), and the head and the
+        request are in :meth:`request`. Unregisters and closes the
+        connection on every path.
         """
         server = self.server
         try:
