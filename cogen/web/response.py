@@ -243,10 +243,18 @@ class _Sender:
                               self.head.method, self.head.target, self.left)
             self.keep_alive = False
 
-    def _app_failed(self, exc_info: Any) -> Generator[Any, Any, None]:
+    def _app_failed(self, exc: BaseException, may_be_ctrl_c: bool = True) -> Generator[Any, Any, bool]:
+        """The app failed with ``exc``: log it, answer 500 if no head went out; returns False.
+
+        (False: the connection closes.) With ``may_be_ctrl_c``, a Ctrl-C
+        delivered by Python's default SIGINT handler (see
+        ``_is_real_interrupt``) is raised again instead: it stops the server.
+        """
+        if may_be_ctrl_c and _is_real_interrupt(exc):
+            raise exc
         head = self.head
         error_log.error("error in the application serving %s %s", head.method, head.target,
-                        exc_info=exc_info)
+                        exc_info=exc)
         self.keep_alive = False
         if not self.headers_sent:
             self.status = "500 Internal Server Error"
@@ -256,6 +264,7 @@ class _Sender:
             if head.method == "HEAD":
                 data = data[:data.index(b"\r\n\r\n") + 4]
             yield from self.conn.send(data)
+        return False
 
 
 _DONE = object()
@@ -326,10 +335,7 @@ class Response(_Sender):
         try:
             result = self.server.app(environ, self.start_response)
         except _APP_ERRORS as exc:
-            if _is_real_interrupt(exc):
-                raise
-            yield from self._app_failed(sys.exc_info())
-            return False
+            return (yield from self._app_failed(exc))
         try:
             if result.__class__ is list and self.pending is None and self.status is not None \
                     and (body := result[0] if len(result) == 1 and result[0].__class__ is bytes
@@ -358,10 +364,7 @@ class Response(_Sender):
         except (ClientDisconnected, OperationTimeout, ServerClosing):
             raise
         except _APP_ERRORS as exc:
-            if _is_real_interrupt(exc):
-                raise
-            yield from self._app_failed(sys.exc_info())
-            return False
+            return (yield from self._app_failed(exc))
         finally:
             close = getattr(result, "close", None)
             if close is not None:
@@ -484,10 +487,9 @@ class Response(_Sender):
                                                        (environ, self.start_response), pool=pool))
         except ServerClosing:
             raise
-        except _APP_ERRORS:
+        except _APP_ERRORS as exc:
             # raised in a pool thread: never a signal's KeyboardInterrupt
-            yield from self._app_failed(sys.exc_info())
-            return False
+            return (yield from self._app_failed(exc, may_be_ctrl_c=False))
         try:
             # a list or tuple is iterated here: no app code runs in its next()
             in_pool = None if result.__class__ is list or result.__class__ is tuple else pool
@@ -501,10 +503,7 @@ class Response(_Sender):
             raise
         except _APP_ERRORS as exc:
             # a list's items are taken on this thread, the rest in the pool
-            if in_pool is None and _is_real_interrupt(exc):
-                raise
-            yield from self._app_failed(sys.exc_info())
-            return False
+            return (yield from self._app_failed(exc, may_be_ctrl_c=in_pool is None))
         finally:
             close = getattr(result, "close", None)
             if close is not None:
