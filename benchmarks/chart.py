@@ -99,20 +99,18 @@ def render(summary: dict[str, Any], out: Path) -> Path:
         scen = [s for s in SCENARIO_COLORS if any(s in f for f in figs.values())]
         series = [(s, [figs[n].get(s) for n in names], SCENARIO_COLORS[s]) for s in scen]
         panels.append((f"{workload}: req/s", names, series, "requests/s (longer is better)", "higher"))
-    if summary.get("longpoll"):
-        lp = summary["longpoll"]
-        names = _order(list(lp))
-        count = next(iter(lp.values())).get("count", "")
-        panels.append((f"{count} long polls, one signal", names,
-                       [("ms", [lp[n].get("ms") for n in names], "#6a9f4f")],
-                       "ms to the last answer (shorter is better)", "lower"))
-    if summary.get("idle"):
-        idle = summary["idle"]
-        names = _order(list(idle))
-        n_idle = next(iter(idle.values())).get("idle", "")
-        panels.append((f"{n_idle} idle keep-alive connections", names,
-                       [("KiB", [idle[n].get("kib_per_conn") for n in names], "#a35fa8")],
-                       "KiB per idle connection (shorter is better)", "lower"))
+    # (kind, the row key naming the count, title, figure, unit, colour, y label)
+    for kind, count_key, title, key, unit, colour, label in (
+            ("longpoll", "count", "{} long polls, one signal", "ms", "ms", "#6a9f4f",
+             "ms to the last answer (shorter is better)"),
+            ("idle", "idle", "{} idle keep-alive connections", "kib_per_conn", "KiB", "#a35fa8",
+             "KiB per idle connection (shorter is better)")):
+        by_server = summary.get(kind)
+        if by_server:
+            names = _order(list(by_server))
+            count = next(iter(by_server.values())).get(count_key, "")
+            panels.append((title.format(count), names,
+                           [(unit, [by_server[n].get(key) for n in names], colour)], label, "lower"))
     if not panels:
         raise ValueError("the summary has no figures to draw")
     cols = min(3, len(panels))
