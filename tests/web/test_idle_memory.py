@@ -9,7 +9,6 @@ sockets live in this process too; they are not counted.
 from __future__ import annotations
 
 import gc
-import socket
 import sys
 import time
 import tracemalloc
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import CLIENT_TIMEOUT, LiveServer
+from tests.web.conftest import CLIENT_TIMEOUT, LiveServer, RawClient
 
 pytestmark = pytest.mark.skipif(sys.implementation.name != "cpython",
                                 reason="object sizes are CPython's")
@@ -48,15 +47,6 @@ def _wait_until(test: Callable[[], bool]) -> None:
         time.sleep(0.005)
 
 
-def _read_answer(sock: socket.socket) -> None:
-    data = b""
-    while not data.endswith(BODY):
-        chunk = sock.recv(4096)
-        assert chunk, "the server closed the connection"
-        data += chunk
-    assert data.startswith(b"HTTP/1.1 200 ")
-
-
 def _held_per_connection(live: LiveServer, first_request_waits: bool) -> float:
     """Bytes the server's code holds per idle connection, over COUNT connections.
 
@@ -64,13 +54,13 @@ def _held_per_connection(live: LiveServer, first_request_waits: bool) -> float:
     server has started serving the connection (its first read finds
     nothing and it waits), as a client over a real network does.
     """
-    socks: list[socket.socket] = []
+    clients: list[RawClient] = []
     # One request first: the server then waits to accept (and has cached
     # the head, the response head and the environ keys, which are not per
     # connection)
-    with socket.create_connection((live.host, live.port), timeout=CLIENT_TIMEOUT) as sock:
-        sock.sendall(REQUEST)
-        _read_answer(sock)
+    first = RawClient(live.address)
+    assert first.send(REQUEST).response().body == BODY
+    first.close()
     _wait_until(lambda: live.server.connections == 0)
     readers = live.sched.reactor.readers
     parked = len(readers)  # the listener's accept wait
@@ -79,22 +69,21 @@ def _held_per_connection(live: LiveServer, first_request_waits: bool) -> float:
     try:
         before = tracemalloc.take_snapshot()
         for i in range(COUNT):
-            sock = socket.create_connection((live.host, live.port), timeout=CLIENT_TIMEOUT)
-            socks.append(sock)
+            client = RawClient(live.address)
+            clients.append(client)
             if first_request_waits:
                 # the connection's coroutine has run: its first read found
                 # nothing, and it waits on the socket like the ones before it
                 _wait_until(lambda i=i: len(readers) > parked + i)  # type: ignore[misc]
-            sock.sendall(REQUEST)
-            _read_answer(sock)
+            assert client.send(REQUEST).response().body == BODY
         # every connection waits for its next request
         _wait_until(lambda: len(readers) == parked + COUNT)
         gc.collect()
         after = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
-        for sock in socks:
-            sock.close()
+        for client in clients:
+            client.close()
     # (a timer killed early, as the header timeout of a first wait, leaves
     # its small entry in the scheduler's heap until its time comes or the
     # heap is compacted: bounded, and not the idle connection's)
