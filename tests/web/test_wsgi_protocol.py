@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import socket
 import threading
 from typing import Any
 
@@ -103,6 +104,43 @@ def test_http10_generator_response_is_close_delimited(live_server: Any, raw: Any
     assert b"content-length" not in head.lower()
     assert b"connection: close" in head.lower()
     assert body == b"one,two,three"
+
+
+def test_a_list_of_many_items_is_one_sized_body_on_the_wire(live_server: Any, raw: Any) -> None:
+    # It went out chunked, one send (one packet, with TCP_NODELAY) per item.
+    items = [b"<li>%d</li>" % i for i in range(100)]
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return items
+
+    client = raw(live_server(app))
+    for _ in range(2):  # and the connection goes on
+        resp = client.request(get("/"))
+        assert resp.header("transfer-encoding") is None
+        assert resp.header("content-length") == str(len(b"".join(items)))
+        assert resp.body == b"".join(items)
+
+
+def test_what_write_queued_is_one_chunk_on_the_wire(live_server: Any) -> None:
+    lines = [b"line %d\n" % i for i in range(50)]
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        for line in lines:
+            write(line)
+        return []
+
+    live = live_server(app)
+    body = b"".join(lines)
+    with socket.create_connection((live.host, live.port), timeout=10) as sock:
+        sock.sendall(get("/"))
+        data = b""
+        while not data.endswith(b"\r\n0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            assert chunk
+            data += chunk
+    assert data.split(b"\r\n\r\n", 1)[1] == b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
 
 
 def test_http11_generator_response_is_chunked(live_server: Any, raw: Any) -> None:
