@@ -11,8 +11,16 @@ The apps, one per workload of ``benchmarks/wsgi.py --workloads``:
 ``hello``
     ``Hello, World!``: 13 bytes with a Content-Length.
 ``big``
-    1 MiB in sixteen 64 KiB chunks, with a Content-Length (an app producing
-    a large response piece by piece).
+    1 MiB in sixteen 64 KiB chunks, with a Content-Length, from a generator
+    (an app producing a large response piece by piece: each piece must go
+    out before the next is asked for).
+``big_list``
+    the same 1 MiB as a list of the sixteen chunks (a body that exists whole
+    when the app returns: a rendered page, Django's ``HttpResponse``).
+``page``
+    a page of fifty 840-byte pieces as a list, no Content-Length from the
+    app (a template rendered piece by piece into a list); measured by
+    ``benchmarks.instructions --app page``, no workload of its own.
 ``file``
     a 10 MiB file through ``wsgi.file_wrapper`` (a server may send it with
     ``sendfile()``); without a wrapper, the file read in 64 KiB blocks.
@@ -51,8 +59,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["BIG_SIZE", "FILE_SIZE", "HELLO", "JSON_DOC", "application", "big", "echo", "file", "flask_app",
-           "hello", "load_app", "longpoll", "main"]
+__all__ = ["BIG_SIZE", "FILE_SIZE", "HELLO", "JSON_DOC", "application", "big", "big_list", "echo", "file",
+           "flask_app", "hello", "load_app", "longpoll", "main", "page"]
 
 HELLO = b"Hello, World!"
 CHUNK = 64 * 1024
@@ -76,10 +84,25 @@ def hello(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
 application = hello
 
 
+_PAGE_PIECES = [b"<li>%04d " % i + b"x" * 830 + b"\n" for i in range(50)]
+
+
+def page(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """Answer fifty 840-byte pieces as a list, leaving the Content-Length to the server."""
+    start_response("200 OK", [("Content-Type", "text/html")])
+    return _PAGE_PIECES
+
+
 def big(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    """Answer 1 MiB (``BIG_SIZE``) as sixteen 64 KiB chunks, with a Content-Length."""
+    """Answer 1 MiB (``BIG_SIZE``) as sixteen 64 KiB chunks yielded one by one, with a Content-Length."""
     start_response("200 OK", [("Content-Type", OCTETS), ("Content-Length", str(BIG_SIZE))])
-    return iter(_BIG_CHUNKS)
+    yield from _BIG_CHUNKS
+
+
+def big_list(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """Answer the same 1 MiB as a list of the sixteen 64 KiB chunks, with a Content-Length."""
+    start_response("200 OK", [("Content-Type", OCTETS), ("Content-Length", str(BIG_SIZE))])
+    return _BIG_CHUNKS
 
 
 def bench_file_path() -> str:

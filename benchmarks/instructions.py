@@ -1,16 +1,18 @@
-"""Instructions per keep-alive request of the hello app, counted by callgrind.
+"""Instructions per keep-alive request of a WSGI app (hello), counted by callgrind.
 
 Run from the checkout (needs ``valgrind`` on PATH)::
 
-    python3 -m benchmarks.instructions [--requests 200,1200] [--python PYTHON]
+    python3 -m benchmarks.instructions [--requests 200,1200] [--app hello] [--python PYTHON]
 
 Wall or CPU time on a shared machine moves with the neighbours' load;
 the number of instructions the server executes does not. So the server
 runs under ``valgrind --tool=callgrind`` (which counts every instruction
 it executes, ``Ir``), in-process: a :class:`~cogen.web.wsgi.WSGIServer`
 on a :class:`~cogen.core.schedulers.Scheduler`, serving
-``benchmarks.apps:hello`` on 127.0.0.1 with no access log. Its client is a
-separate process (not under valgrind: children are not traced) that sends
+``benchmarks.apps:hello`` (or another app of :mod:`benchmarks.apps` whose
+responses have a Content-Length: ``--app``) on 127.0.0.1 with no access
+log. Its client is a separate process (not under valgrind: children are not
+traced) that sends
 ``GET /`` on one keep-alive connection, waits for each whole response and
 sends the next. After the last request the server shuts down. The hash
 seed is fixed (``PYTHONHASHSEED=0``) so that runs compare.
@@ -67,12 +69,13 @@ def client(port: int, count: int) -> None:
                 buf += chunk
 
 
-def server(count: int, python: str) -> None:
-    """Serve ``count`` hello requests to a client subprocess, then shut down."""
-    from benchmarks.apps import hello
+def server(count: int, python: str, app_name: str = "hello") -> None:
+    """Serve ``count`` requests with ``benchmarks.apps.<app_name>`` to a client subprocess, then shut down."""
+    from benchmarks import apps
     from cogen.core.schedulers import Scheduler
     from cogen.web.wsgi import WSGIServer
 
+    measured = getattr(apps, app_name)
     sched = Scheduler()
     served = 0
 
@@ -81,7 +84,7 @@ def server(count: int, python: str) -> None:
         served += 1
         if served == count:
             sched.call_soon_threadsafe(srv.shutdown, 5.0)
-        return hello(environ, start_response)
+        return measured(environ, start_response)
 
     srv = WSGIServer(("127.0.0.1", 0), app, sched, access_log=False)
     srv.start()
@@ -93,6 +96,9 @@ def server(count: int, python: str) -> None:
         raise SystemExit("the client failed")
 
 
+#: The apps of benchmarks.apps that --app may name: their responses have a Content-Length.
+APPS = ("hello", "page", "big", "big_list")
+
 #: The programs of benchmarks.core that --core counts.
 CORE_PROGRAMS = ("cogen_sleep0", "cogen_pingpong", "cogen_pingpong_ops_once", "cogen_spawn")
 
@@ -103,7 +109,7 @@ def core_program(name: str, count: int) -> None:
     getattr(core, name)(count, None)
 
 
-def _count(requests: int, python: str, role: tuple[str, ...] = ("server",)) -> int:
+def _count(requests: int, python: str, role: tuple[str, ...] = ("server", "hello")) -> int:
     """Run ``role`` (the server, by default) under callgrind for ``requests``; returns its total Ir."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
@@ -127,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("role", nargs="?", default="measure",
                         choices=["measure", "server", "client", "core"], help=argparse.SUPPRESS)
     parser.add_argument("program", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("--app", default="hello", choices=APPS,
+                        help="the app of benchmarks.apps to serve (default hello)")
     parser.add_argument("--requests", default="200,1200",
                         help="two request counts, LOW,HIGH (default 200,1200)")
     parser.add_argument("--core", action="store_true",
@@ -140,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         client(args.port, int(args.requests))
         return 0
     if args.role == "server":
-        server(int(args.requests), args.python)
+        server(int(args.requests), args.python, args.program or "hello")
         return 0
     if args.role == "core":
         if args.program not in CORE_PROGRAMS:
@@ -163,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             ir_high = _count(high, args.python, ("core", name))
             print(f"{name}: Ir/iteration: {(ir_high - ir_low) / (high - low):.0f}")
         return 0
-    ir_low = _count(low, args.python)
-    ir_high = _count(high, args.python)
+    ir_low = _count(low, args.python, ("server", args.app))
+    ir_high = _count(high, args.python, ("server", args.app))
     print(f"Ir total: {ir_low} ({low} requests), {ir_high} ({high} requests)")
     print(f"Ir/request: {(ir_high - ir_low) / (high - low):.0f}")
     return 0

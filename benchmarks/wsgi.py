@@ -16,9 +16,10 @@ the compiled frontier (granian, meinheld, bjoern, uWSGI) and
 WSGI server can do: the ceiling for cogen-web.
 
 Workloads (``--workloads``): ``hello`` (13 bytes), ``big`` (1 MiB in 64 KiB
-chunks), ``file`` (10 MiB through ``wsgi.file_wrapper``), ``file-discard``
-(the same, with benchmarks/discard.py as the client: it throws the body
-away uncopied, where wrk's copy of it saturates wrk first), ``echo`` (a 64 KiB
+chunks from a generator), ``big-list`` (the same chunks as a list), ``file``
+(10 MiB through ``wsgi.file_wrapper``), ``file-discard`` (the same, with
+benchmarks/discard.py as the client: it throws the body away uncopied, where
+wrk's copy of it saturates wrk first), ``echo`` (a 64 KiB
 POST sent back; wrk's Lua script sets the method and body), ``flask`` and
 ``flask-json`` (a Flask app's text and JSON routes), each measured with wrk
 ``-t1`` for ``--duration`` seconds at -c10 and -c100 with keep-alive (hello
@@ -136,6 +137,7 @@ class Workload:
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("hello", "benchmarks.apps:hello", "/", HELLO_SCENARIOS, expect=b"Hello, World!"),
     Workload("big", "benchmarks.apps:big", "/", KEEPALIVE, expect=b"AAAA"),
+    Workload("big-list", "benchmarks.apps:big_list", "/", KEEPALIVE, expect=b"AAAA"),
     Workload("file", "benchmarks.apps:file", "/", KEEPALIVE, expect=bytes(range(16))),
     Workload("file-discard", "benchmarks.apps:file", "/", KEEPALIVE, expect=bytes(range(16)),
              client="discard"),
@@ -419,17 +421,31 @@ def http_request(port: int, request: bytes, timeout: float = 2.0) -> tuple[int, 
 
 
 def parse_response(buf: bytes) -> tuple[int, bytes, int] | None:
-    """A complete response with a Content-Length at the start of ``buf``: (status, body, its end)."""
+    """A complete response (Content-Length or chunked) at the start of ``buf``: (status, body, its end)."""
     end = buf.find(b"\r\n\r\n")
     if end < 0:
         return None
     lines = buf[:end].split(b"\r\n")
-    length = next((int(v) for n, _, v in (ln.partition(b":") for ln in lines[1:])
-                   if n.strip().lower() == b"content-length"), 0)
-    if len(buf) < end + 4 + length:
-        return None
+    fields = {n.strip().lower(): v.strip() for n, _, v in (ln.partition(b":") for ln in lines[1:])}
     parts = lines[0].split()
     status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    if fields.get(b"transfer-encoding", b"").lower() == b"chunked":
+        # (granian sends a generator's body chunked, even with the app's Content-Length)
+        pos, pieces = end + 4, []
+        while True:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return None
+            size = int(buf[pos:eol].split(b";")[0], 16)
+            if len(buf) < eol + 4 + size:
+                return None
+            if size == 0:  # (no trailer fields: the empty line follows)
+                return status, b"".join(pieces), eol + 4
+            pieces.append(buf[eol + 2:eol + 2 + size])
+            pos = eol + 4 + size
+    length = int(fields.get(b"content-length", b"0"))
+    if len(buf) < end + 4 + length:
+        return None
     return status, buf[end + 4:end + 4 + length], end + 4 + length
 
 

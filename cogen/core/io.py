@@ -56,7 +56,17 @@ __all__ = [
     "recv_some",
     "send_all",
     "send_file",
+    "send_parts",
 ]
+
+#: The most buffers one ``sendmsg()`` takes (``IOV_MAX``; 1024 on Linux and
+#: the BSDs, and the least POSIX allows is 16).
+try:
+    IOV_MAX: int = min(os.sysconf("SC_IOV_MAX"), 1024)
+except (AttributeError, ValueError, OSError):
+    IOV_MAX = 16
+if IOV_MAX < 16:
+    IOV_MAX = 16
 
 #: What a non-blocking read (or accept) raises when it would block.
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError)
@@ -178,6 +188,36 @@ def send_all(sock: Any, waiter: WaitIO, data: Any, timeout: float | None) -> Gen
         except OSError as exc:
             raise ClientDisconnected(f"send failed: {exc}") from exc
     return total
+
+
+def send_parts(sock: Any, waiter: WaitIO, parts: list[Any], sent: int,
+               timeout: float | None) -> Generator[Any, Any, None]:
+    """Send every byte of ``parts`` in order, past the first ``sent`` bytes.
+
+    Gathers up to :data:`IOV_MAX` buffers into each ``sendmsg()``, so a body
+    of many pieces costs a system call per socket buffer's worth and none of
+    the pieces is copied into one; parks when the socket buffer is full.
+    ``sock`` is a plain socket (TLS has no ``sendmsg``). Raises
+    ClientDisconnected if the peer is gone, OperationTimeout if it does not
+    read within ``timeout``.
+    """
+    index = 0
+    count = len(parts)
+    while True:
+        while index < count and sent >= len(parts[index]):
+            sent -= len(parts[index])
+            index += 1
+        if index == count:
+            return
+        batch = parts[index:index + IOV_MAX]
+        if sent:
+            batch[0] = memoryview(batch[0])[sent:]
+        try:
+            sent += sock.sendmsg(batch)
+        except WOULD_BLOCK:
+            yield waiter.wait(True, timeout)
+        except OSError as exc:
+            raise ClientDisconnected(f"send failed: {exc}") from exc
 
 
 def send_file(sock: Any, waiter: WaitIO, fd: int, offset: int, count: int,

@@ -32,7 +32,17 @@ from typing import TYPE_CHECKING, Any
 import cogen.core as _cogen_core
 from cogen.core import coroutines as _coroutines
 from cogen.core.events import OperationTimeout
-from cogen.core.io import WANT_WRITE, WOULD_BLOCK, ClientDisconnected, WaitIO, handshake, recv_some, send_all
+from cogen.core.io import (
+    IOV_MAX,
+    WANT_WRITE,
+    WOULD_BLOCK,
+    ClientDisconnected,
+    WaitIO,
+    handshake,
+    recv_some,
+    send_all,
+    send_parts,
+)
 from cogen.web import http as _http
 from cogen.web._watch import ServerClosing, stop_watch
 from cogen.web.body import BodySource, EmptyInput, UnreadableInput, read_whole_body
@@ -40,7 +50,7 @@ from cogen.web.environ import request_environ
 from cogen.web.extensions import CogenGate, OperationProxy
 from cogen.web.http import DONE, IDLE, RECV_HEAD, SEND_BODY, ConnectionState
 from cogen.web.options import OPTIONS_BY_NAME
-from cogen.web.response import Response
+from cogen.web.response import GATHER_BYTES, Response
 from cogen.web.websocket import WebSocketUpgrade
 
 if TYPE_CHECKING:
@@ -58,6 +68,7 @@ _parse_head = _http.parse_request_head
 _monotonic = time.monotonic
 #: (it holds nothing: one serves every request without a body)
 _EMPTY_INPUT = EmptyInput()
+_HAS_SENDMSG = hasattr(socket.socket, "sendmsg")
 
 #: On a graceful stop, how long an idle keep-alive connection (or one
 #: accepted after the stop began) may still send its next request: a busy
@@ -162,6 +173,33 @@ class Connection(ConnectionState):
         if n == len(data):
             return ()
         return send_all(self.sock, self.waiter, memoryview(data)[n:], self.send_timeout)
+
+    def send_parts(self, parts: list[bytes], total: int) -> Iterable[Any]:
+        """Send ``parts`` (``total`` bytes in all) one after the other: ``yield from`` it.
+
+        A few small parts are joined into one :meth:`send`; more, or larger,
+        go out gathered, as many as the socket takes in one ``sendmsg()``,
+        without being copied into one (TLS: joined, or one by one when large).
+        Like :meth:`send`, returns ``()`` when the socket took it all at once.
+        """
+        if total <= GATHER_BYTES:
+            return self.send(b"".join(parts))
+        sock = self.sock
+        if sock.__class__ is not socket.socket or not _HAS_SENDMSG:  # TLS (or Windows): no sendmsg
+            return self._send_each(parts)
+        try:
+            sent = sock.sendmsg(parts if len(parts) <= IOV_MAX else parts[:IOV_MAX])
+        except WOULD_BLOCK:
+            sent = 0
+        except OSError as exc:
+            raise ClientDisconnected(f"send failed: {exc}") from exc
+        if sent == total:
+            return ()
+        return send_parts(sock, self.waiter, parts, sent, self.send_timeout)
+
+    def _send_each(self, parts: list[bytes]) -> Generator[Any, Any, None]:
+        for part in parts:
+            yield from self.send(part)
 
     def hand_over(self) -> bytes:
         """Switch protocols: the socket (``sock``) is the new protocol's from now on.

@@ -17,7 +17,7 @@ from cogen.web import http as _http
 from cogen.web._watch import ServerClosing, start_watch, stop_watch
 from cogen.web.body import Immediate
 
-__all__ = ["FileWrapper", "Response"]
+__all__ = ["GATHER_BYTES", "FileWrapper", "Response"]
 
 error_log = logging.getLogger("cogen.web.error")
 _format_head = _http.format_response_head
@@ -26,6 +26,13 @@ _LAST_CHUNK = _http.LAST_CHUNK
 _NO_LENGTH_STATUS = ("1", "204", "304")
 _http_date = _http.http_date
 _SWITCHED_PROTOCOL = _http.SWITCHED_PROTOCOL
+#: Iterators whose items all exist already: a list's and a tuple's.
+_SEQUENCE_ITERATORS: tuple[Any, ...] = (type(iter([])), type(iter(())))
+#: Pieces of at most this many bytes in all are joined into one send; above
+#: it, copying them into one costs more than gathering them into one
+#: ``sendmsg()`` (``Connection.send_parts``), and a larger body piece goes
+#: out behind its head or chunk framing without being copied into it.
+GATHER_BYTES = 64 << 10
 _HEAD_CACHE: dict[tuple[Any, ...], tuple[bytes, Any]] = {}
 _cache_state: list[Any] = [None]
 
@@ -41,20 +48,18 @@ def _is_op(item: Any) -> bool:
     return isinstance(item, (Operation, Coroutine))
 
 
-#: A list body of more items than one is sent as one piece when it has at
-#: most this many items and bytes (see _joined).
+#: What write() queued is sent as one piece when it is at most this many
+#: items and bytes (see _joined).
 JOIN_ITEMS = 4096
 JOIN_BYTES = 256 << 10
 
 
 def _joined(items: list[Any]) -> bytes | None:
-    """A list body's items as one bytes object, if it is small enough; else None.
+    """What write() queued, as one bytes object, if it is small enough; else None.
 
-    Every item of a list exists already, so sending them together delays
-    none of them (PEP 3333 forbids delaying one): one send, and with
-    TCP_NODELAY one packet, instead of one per item, and a Content-Length
-    instead of chunks. A list with an item that is not bytes is left to the
-    item-by-item path, which reports it when its turn comes.
+    Every piece of it exists already, so sending them together delays none
+    of them (PEP 3333 forbids delaying one): one send, and with TCP_NODELAY
+    one packet, instead of one per piece.
     """
     if not 1 < len(items) <= JOIN_ITEMS:
         return None
@@ -195,8 +200,44 @@ class _Sender:
                     self.keep_alive = False
                 self.left = left - len(data)
             self.body_sent += len(data)
+            if (out or self.chunked) and len(out) + len(data) > GATHER_BYTES:  # not copied into the framing
+                if self.chunked:
+                    out += b"%x\r\n" % len(data)
+                    parts = [out, data, b"\r\n"]
+                else:
+                    parts = [out, data]
+                sending: Iterable[Any] = self.conn.send_parts(parts, sum(map(len, parts)))
+                return sending
             out = out + _chunk(data) if self.chunked else out + data if out else data
         return self.conn.send(out) if out else ()
+
+    def _send_items(self, items: list[Any]) -> Generator[Any, Any, bool]:
+        """Send the whole body when it is ``items``, all bytes, together; False if they are not.
+
+        A body of its announced length (the one the head says, or a
+        Content-Length made from them) goes out in as few sends as the socket
+        takes (see ``Connection.send_parts``); anything else item by item,
+        by the rules of :meth:`_send`.
+        """
+        if self.status is None or self.pending is not None:
+            return False
+        total = 0
+        for item in items:
+            if item.__class__ is not bytes:
+                return False
+            total += len(item)
+        out = b"" if self.headers_sent else self._head(total)
+        left = self.left
+        if self.has_body and not self.chunked and (left is None or total <= left):
+            if left is not None:
+                self.left = left - total
+            self.body_sent += total
+            yield from self.conn.send_parts([out, *items] if out else items, len(out) + total)
+            return True
+        for item in items or (b"",):
+            yield from self._send(item, None, out)
+            out = b""
+        return True
 
     def send_file(self, wrapper: Any) -> Generator[Any, Any, bool]:
         """Send a ``wsgi.file_wrapper`` with sendfile; False if it cannot be."""
@@ -337,9 +378,8 @@ class Response(_Sender):
         except _APP_ERRORS as exc:
             return (yield from self._app_failed(exc))
         try:
-            if result.__class__ is list and self.pending is None and self.status is not None \
-                    and (body := result[0] if len(result) == 1 and result[0].__class__ is bytes
-                         else _joined(result)) is not None:
+            if result.__class__ is list and len(result) == 1 and self.pending is None \
+                    and self.status is not None and (body := result[0]).__class__ is bytes:
                 size = len(body)
                 out = self._head(size)
                 if self.left == size and self.has_body and not self.chunked:
@@ -347,7 +387,10 @@ class Response(_Sender):
                     # a body of its announced length in one send()
                     self.left = 0
                     self.body_sent = size
-                    yield from self.conn.send(out + body if size else out)
+                    if len(out) + size > GATHER_BYTES:  # not copied behind the head
+                        yield from self.conn.send_parts([out, body], len(out) + size)
+                    else:
+                        yield from self.conn.send(out + body if size else out)
                     return True
                 yield from self._send(body, size, out)
                 if self.left or self.chunked:
@@ -379,6 +422,15 @@ class Response(_Sender):
 
         With a ``pool``, each ``next()`` runs in it (``threads=N``).
         """
+        if iterator.__class__ in _SEQUENCE_ITERATORS:
+            # a list's or tuple's (Django's HttpResponse iterates its list):
+            # every item exists already, so taking them all delays none, and
+            # runs no app code (so not in the pool either)
+            items = list(iterator)
+            if (yield from self._send_items(items)):
+                yield from self._finish()
+                return
+            iterator = iter(items)
         gate = self.environ["cogen.wsgi"]
         while True:
             if self.pending is not None:

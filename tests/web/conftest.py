@@ -20,7 +20,9 @@ are imported by the test modules from here.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -158,11 +160,15 @@ class RawClient:
     """A blocking TCP (or Unix) client that speaks raw bytes and reads responses."""
 
     def __init__(self, address: Any, family: int = socket.AF_INET,
-                 timeout: float = CLIENT_TIMEOUT) -> None:
+                 timeout: float = CLIENT_TIMEOUT, rcvbuf: int | None = None,
+                 recv_size: int = 262144) -> None:
         self.sock = socket.socket(family, socket.SOCK_STREAM)
+        if rcvbuf is not None:  # (before connect: it sets the TCP window offered)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect(address)
         self.buf = bytearray()
+        self.recv_size = recv_size
 
     def send(self, data: bytes) -> RawClient:
         self.sock.sendall(data)
@@ -171,7 +177,7 @@ class RawClient:
     def _fill(self) -> bool:
         """Receive more into buf; False at EOF (a reset counts as EOF)."""
         try:
-            data = self.sock.recv(262144)
+            data = self.sock.recv(self.recv_size)
         except (ConnectionResetError, BrokenPipeError):
             return False
         if not data:
@@ -380,3 +386,47 @@ def started() -> Iterator[list[ServerProcess]]:
     yield procs
     for proc in procs:
         proc.close()
+
+
+@pytest.fixture
+def tls_server_options(tmp_path: Any) -> dict[str, Any]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True,
+                   timeout=CLIENT_TIMEOUT)
+    return {"certfile": str(tmp_path / "cert.pem"), "keyfile": str(tmp_path / "key.pem")}
+
+
+@pytest.fixture(scope="module")
+def django_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A Django project's WSGI app (tests/web/django_isolation), with its table of five rows."""
+    pytest.importorskip("django")
+    import django
+    from django.conf import settings
+
+    db = Path(tmp_path_factory.mktemp("django")) / "db.sqlite3"
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False, SECRET_KEY="test", ALLOWED_HOSTS=["*"], USE_TZ=True,
+            ROOT_URLCONF="tests.web.django_isolation.urls",
+            INSTALLED_APPS=["tests.web.django_isolation.apps.IsolationConfig"],
+            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(db)}},
+            MIDDLEWARE=[],
+        )
+        django.setup()
+    from django.core.wsgi import get_wsgi_application
+    from django.db import connection
+
+    from tests.web.django_isolation.models import Row
+
+    with connection.schema_editor() as editor:
+        editor.create_model(Row)
+    Row.objects.bulk_create([Row(n=k) for k in range(5)])
+    connection.close()
+    yield get_wsgi_application()
+    with connection.schema_editor() as editor:
+        editor.delete_model(Row)
+    connection.close()

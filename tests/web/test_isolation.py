@@ -14,7 +14,6 @@ import contextvars
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,37 +101,6 @@ def test_bottle_generator_responses(live_server: Any, threads: int) -> None:
 
 
 # -- Django ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def django_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    pytest.importorskip("django")
-    import django
-    from django.conf import settings
-
-    db = Path(tmp_path_factory.mktemp("django")) / "db.sqlite3"
-    if not settings.configured:
-        settings.configure(
-            DEBUG=False, SECRET_KEY="test", ALLOWED_HOSTS=["*"], USE_TZ=True,
-            ROOT_URLCONF="tests.web.django_isolation.urls",
-            INSTALLED_APPS=["tests.web.django_isolation.apps.IsolationConfig"],
-            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(db)}},
-            MIDDLEWARE=[],
-        )
-        django.setup()
-    from django.core.wsgi import get_wsgi_application
-    from django.db import connection
-
-    from tests.web.django_isolation.models import Row
-
-    with connection.schema_editor() as editor:
-        editor.create_model(Row)
-    Row.objects.bulk_create([Row(n=k) for k in range(5)])
-    connection.close()
-    yield get_wsgi_application()
-    with connection.schema_editor() as editor:
-        editor.delete_model(Row)
-    connection.close()
-
-
 # Django keeps database connections per thread (its connection handler is
 # "thread critical", not per context): requests that interleave on the loop
 # thread by yielding operations would share one, so that case is served with

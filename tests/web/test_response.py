@@ -37,6 +37,11 @@ class FakeConnection:
         self.sent.append(bytes(data))
         return ()  # (all sent at once: nothing left to yield from)
 
+    def send_parts(self, parts: list[bytes], total: int) -> tuple[()]:
+        data = b"".join(parts)
+        assert len(data) == total
+        return self.send(data)
+
 
 class FakeServer:
     def __init__(self, app: Any, **options: Any) -> None:
@@ -131,21 +136,50 @@ def test_a_list_of_many_small_items_goes_out_in_one_send_with_a_content_length()
     assert b"\r\nContent-Length: %d\r\n" % len(body) in head + b"\r\n"
 
 
-@pytest.mark.parametrize("items", [[b"ab", "cd"], [b"x" * (300 << 10), b"y"]],
-                         ids=["a str item", "large"])
-def test_a_list_that_is_not_joined_is_sent_item_by_item(items: list[Any]) -> None:
-    # (a str item is still the app's error, found when its turn comes; a
-    # large list is not copied into one)
+def test_a_list_with_an_item_that_is_not_bytes_is_sent_item_by_item() -> None:
+    # (the str item is still the app's error, found when its turn comes)
     def app(environ: Any, start_response: Any) -> list[Any]:
         start_response("200 OK", [("Content-Type", "text/plain")])
-        return items
+        return [b"ab", "cd"]
 
     conn = FakeConnection()
     ok, response, out = respond(app, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", conn)
-    if isinstance(items[1], str):
-        assert not ok and b"ab" in out  # the head and the first item went out before the error
-    else:
-        assert ok and len(conn.sent) > 1 and b"x" * 100 + b"\r\n1\r\ny\r\n" in out
+    assert not ok and b"ab" in out  # the head and the first item went out before the error
+
+
+@pytest.mark.parametrize("body", [[b"x" * (300 << 10), b"y"], (b"a" * 70000, b"b"), [b"z" * 5] * 5000],
+                         ids=["large list", "tuple", "many items"])
+def test_a_large_list_body_goes_out_in_one_gathered_send_with_a_content_length(body: Any) -> None:
+    def app(environ: Any, start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body
+
+    conn = FakeConnection()
+    ok, response, out = respond(app, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", conn)
+    assert ok and response.keep_alive and len(conn.sent) == 1
+    head, _, sent_body = out.partition(b"\r\n\r\n")
+    assert sent_body == b"".join(body)
+    assert b"\r\nContent-Length: %d\r\n" % len(sent_body) in head + b"\r\n"
+
+
+def test_a_list_longer_than_its_content_length_is_cut_and_the_connection_closes() -> None:
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "6")])
+        return [b"abcd", b"efgh"]
+
+    ok, response, out = respond(app, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert out.endswith(b"\r\n\r\nabcdef")
+    assert not response.keep_alive
+
+
+def test_a_list_body_of_a_head_request_is_not_sent() -> None:
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"x" * 70000, b"y" * 70000]
+
+    ok, response, out = respond(app, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert ok and out.endswith(b"\r\n\r\n") and b"xx" not in out
+    assert b"\r\nContent-Length: 140000\r\n" in out
 
 
 def test_what_write_queued_goes_out_in_one_send() -> None:

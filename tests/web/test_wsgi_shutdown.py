@@ -4,10 +4,8 @@ idle keep-alive connections are closed, the grace period is enforced, and
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -360,17 +358,6 @@ def _spare(live: Any, tls: ssl.SSLContext | None) -> socket.socket:
         sock = tls.wrap_socket(sock, server_hostname="localhost")  # the handshake is done
     live.call(lambda: None)
     return sock
-
-
-@pytest.fixture
-def tls_server_options(tmp_path: Any) -> dict[str, Any]:
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-keyout", str(tmp_path / "key.pem"),
-                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True,
-                   timeout=CLIENT_TIMEOUT)
-    return {"certfile": str(tmp_path / "cert.pem"), "keyfile": str(tmp_path / "key.pem")}
 
 
 @pytest.mark.parametrize("is_tls", [False, True], ids=["plain", "tls"])
