@@ -27,7 +27,8 @@ __all__ = ["MASTER_SIGNALS", "StatusPipe", "WorkerPlan", "serve_worker", "worker
 log = logging.getLogger("cogen.web.workers")
 
 #: Signals the master handles; blocked across fork so a child never runs its handlers.
-MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
+MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD,
+                  signal.SIGUSR1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +64,7 @@ def worker_main(plan: WorkerPlan, alive_fd: int, status_fd: int, inherited: Sequ
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGTERM, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, MASTER_SIGNALS)
     for fd in inherited:

@@ -303,7 +303,7 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
     ``sockets``, if given, are already-listening sockets used instead of
     ``binds``. ``settings`` are the command's (their defaults if None): the
     watchdog's threshold, the stats path and the pid file are taken from them. The first
-    SIGTERM/SIGINT stops accepting and lets requests in flight finish for
+    SIGTERM/SIGINT/SIGQUIT stops accepting and lets requests in flight finish for
     ``grace`` seconds; a second one acts at once (the default handlers are
     back). SIGHUP stops gracefully too (only a master, ``--workers 2`` or
     ``--reload``, can load new code). SIGUSR1 reopens the log files.
@@ -318,6 +318,8 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
     pidfile = _write_pid(settings.pid, runner)
     try:
         runner.run(signals={signal.SIGTERM: runner.on_signal, signal.SIGINT: runner.on_signal,
+                            # (nginx's graceful stop; Python's default dumps core)
+                            signal.SIGQUIT: runner.on_signal,
                             signal.SIGUSR1: reopen_logs,
                             # no master to replace this process with new code: a
                             # graceful stop rather than the default's instant death

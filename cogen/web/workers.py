@@ -22,11 +22,11 @@ pending (a restart backoff, the kill deadline of a stop).
 
 - A worker that dies is replaced at once; if workers keep dying within a
   second of starting, the restarts back off (0.1 s, doubling, up to 10 s).
-- SIGTERM/SIGINT: the master closes its listening sockets and sends SIGTERM
+- SIGTERM/SIGINT/SIGQUIT: the master closes its listening sockets and sends SIGTERM
   to every worker, which takes the connections already queued, closes its
   listening sockets (new connections are then refused) and lets its
   requests in flight finish; after ``grace`` seconds the rest get
-  SIGKILL. A second SIGTERM/SIGINT kills them at once.
+  SIGKILL. A second such signal kills them at once.
 - Heartbeats (:mod:`cogen.web._heartbeat`): each worker's watchdog thread
   writes a file in a private directory while the worker's loop runs. A
   worker whose last beat is older than ``--timeout`` is stuck (in a CPU loop,
@@ -49,9 +49,9 @@ pending (a restart backoff, the kill deadline of a stop).
   workers keep serving.
 
 Workers block the master's signals across ``fork`` and reset them before
-unblocking: SIGTERM stops the worker gracefully, SIGINT and SIGHUP are
-ignored (the master handles them, and a terminal's Ctrl-C reaches the whole
-process group); SIGUSR1 is ignored until the worker's loop handles it. A
+unblocking: SIGTERM stops the worker gracefully, SIGINT, SIGQUIT and SIGHUP
+are ignored (the master handles them, and a terminal's Ctrl-C or Ctrl-\\
+reaches the whole process group); SIGUSR1 is ignored until the worker's loop handles it. A
 worker also stops gracefully when the master dies: it watches a pipe whose
 only writer is the master and sees EOF.
 
@@ -484,7 +484,7 @@ class Master(_Replacing):
 
     # -- signals --------------------------------------------------------------------
     def _handle_signal(self, signum: int) -> None:
-        if signum in (signal.SIGTERM, signal.SIGINT):
+        if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             name = signal.Signals(signum).name
             if self._is_stopping:
                 log.info("received %s again: killing the workers now", name)

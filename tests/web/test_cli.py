@@ -190,7 +190,9 @@ def test_unix_socket_mode_defaults_to_the_umask(server: StartServer, tmp_path: P
     # A single process has no master to replace it: SIGHUP's default action
     # killed it at once, with the requests in flight.
     (signal.SIGHUP, r"received SIGHUP .*--workers 2 or --reload"),
-], ids=["SIGTERM", "SIGHUP"])
+    # nginx's graceful stop; Python's default action dumped core
+    (signal.SIGQUIT, r"received SIGQUIT"),
+], ids=["SIGTERM", "SIGHUP", "SIGQUIT"])
 def test_a_stop_signal_lets_a_slow_request_finish(server: StartServer, signum: int, says: str) -> None:
     proc = server("app:application", "--port", "0")
     port = proc.port()
