@@ -12,13 +12,13 @@ The original slept for whole seconds; the ports scale those durations by
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from cogen.core.schedulers import Scheduler
+from tests._waiting import wait_until as _wait_until
 
 #: The factor applied to the original's sleeps and timeouts.
 SCALE = 0.1
@@ -31,11 +31,7 @@ def about(actual: float, expected: float) -> bool:
 
 def wait_until(condition: Callable[[], Any], timeout: float = 10.0) -> None:
     """Wait (bounded) for ``condition()`` to hold; the ports' stand-in for the original's sleeps."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {condition!r}")
-        time.sleep(0.002)
+    _wait_until(condition, timeout, poll=0.002)
 
 
 class RunThread(threading.Thread):

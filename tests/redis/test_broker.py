@@ -19,6 +19,7 @@ from cogen.core.pubsub import NotSubscribedError, PublishSubscribeQueue
 from cogen.core.schedulers import Scheduler
 from cogen.redis.broker import BrokerError, RedisBroker
 from cogen.testing import SchedulerThread
+from tests._waiting import wait_until as _wait_until
 from tests.redis._server import RedisServer, free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -43,10 +44,7 @@ def run_with_broker(broker: Any, fn: Callable[..., Any], *args: Any, timeout: fl
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 15) -> None:
     """Wait for a state another thread or process reaches (bounded)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "the condition was never reached"
-        time.sleep(0.01)
+    _wait_until(predicate, timeout, poll=0.01)
 
 
 @pytest.fixture

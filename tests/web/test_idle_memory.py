@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import gc
 import sys
-import time
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.web.conftest import CLIENT_TIMEOUT, LiveServer, RawClient
+from tests._waiting import wait_until
+from tests.web.conftest import LiveServer, RawClient
 
 pytestmark = pytest.mark.skipif(sys.implementation.name != "cpython",
                                 reason="object sizes are CPython's")
@@ -39,14 +39,6 @@ def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[b
     return [BODY]
 
 
-def _wait_until(test: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + CLIENT_TIMEOUT
-    while not test():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.005)
-
-
 def _held_per_connection(live: LiveServer, first_request_waits: bool) -> float:
     """Bytes the server's code holds per idle connection, over COUNT connections.
 
@@ -61,7 +53,7 @@ def _held_per_connection(live: LiveServer, first_request_waits: bool) -> float:
     first = RawClient(live.address)
     assert first.send(REQUEST).response().body == BODY
     first.close()
-    _wait_until(lambda: live.server.connections == 0)
+    wait_until(lambda: live.server.connections == 0)
     readers = live.sched.reactor.readers
     parked = len(readers)  # the listener's accept wait
     gc.collect()
@@ -74,10 +66,10 @@ def _held_per_connection(live: LiveServer, first_request_waits: bool) -> float:
             if first_request_waits:
                 # the connection's coroutine has run: its first read found
                 # nothing, and it waits on the socket like the ones before it
-                _wait_until(lambda i=i: len(readers) > parked + i)  # type: ignore[misc]
+                wait_until(lambda i=i: len(readers) > parked + i)  # type: ignore[misc]
             assert client.send(REQUEST).response().body == BODY
         # every connection waits for its next request
-        _wait_until(lambda: len(readers) == parked + COUNT)
+        wait_until(lambda: len(readers) == parked + COUNT)
         gc.collect()
         after = tracemalloc.take_snapshot()
     finally:
