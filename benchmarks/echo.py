@@ -52,14 +52,16 @@ C_CLIENT = r"""
 #include <time.h>
 #include <unistd.h>
 #define MSG 100
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec / 1e9; }
 static double cpu(void) { struct rusage r; getrusage(RUSAGE_SELF, &r);
   return r.ru_utime.tv_sec + r.ru_utime.tv_usec / 1e6 + r.ru_stime.tv_sec + r.ru_stime.tv_usec / 1e6; }
 int main(int argc, char **argv) {
   int port = atoi(argv[1]), n = atoi(argv[2]); double secs = atof(argv[3]), warm = atof(argv[4]);
   int ep = epoll_create1(0), *got = calloc(1 << 16, sizeof(int)); char msg[MSG], buf[1 << 16];
   memset(msg, 'x', MSG);
-  struct sockaddr_in a = {0}; a.sin_family = AF_INET; a.sin_port = htons(port); a.sin_addr.s_addr = htonl(0x7f000001);
+  struct sockaddr_in a = {0}; a.sin_family = AF_INET; a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(0x7f000001);
   for (int i = 0; i < n; i++) {
     int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
     if (connect(s, (struct sockaddr *)&a, sizeof a)) { perror("connect"); return 1; }
@@ -78,7 +80,10 @@ int main(int argc, char **argv) {
       int fd = evs[i].data.fd; ssize_t r = recv(fd, buf, sizeof buf, 0);
       if (r <= 0) { fprintf(stderr, "server closed\n"); return 1; }
       got[fd] += (int)r;
-      while (got[fd] >= MSG) { got[fd] -= MSG; count++; if (send(fd, msg, MSG, 0) != MSG) { perror("send"); return 1; } }
+      while (got[fd] >= MSG) {
+        got[fd] -= MSG; count++;
+        if (send(fd, msg, MSG, 0) != MSG) { perror("send"); return 1; }
+      }
     }
   }
   double el = now() - m0;
@@ -277,7 +282,9 @@ def _free_port() -> int:
 def run_one(kind: str, args: argparse.Namespace, c_client: str | None) -> dict:
     port = _free_port()
     me = [sys.executable, str(Path(__file__).resolve())]
-    srv = subprocess.Popen(me + ["--serve", kind, str(port), str(args.cpu)], stdout=subprocess.PIPE, text=True)
+    srv = subprocess.Popen(
+        me + ["--serve", kind, str(port), str(args.cpu)], stdout=subprocess.PIPE, text=True
+    )
     try:
         line = srv.stdout.readline().strip() if srv.stdout else ""
         if line != "READY":
@@ -324,20 +331,27 @@ def main() -> int:
     p.add_argument("--cpu", type=int, default=0, help="CPU the servers are pinned to")
     p.add_argument("--client-cpu", type=int, default=1, help="CPU the load client is pinned to")
     p.add_argument("--client", choices=["auto", "c", "py"], default="auto")
-    p.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset of " + ", ".join(SERVERS))
+    p.add_argument(
+        "--servers", default=",".join(SERVERS), help="comma-separated subset of " + ", ".join(SERVERS)
+    )
     args = p.parse_args()
     servers = [s for s in args.servers.split(",") if s]
     c_client = build_c_client() if args.client in ("auto", "c") else None
     if args.client == "c" and c_client is None:
         p.error("--client c needs a C compiler")
-    print(f"Python {sys.version.split()[0]}; servers on CPU {args.cpu}, {'C' if c_client else 'Python'} client "
-          f"on CPU {args.client_cpu}; {args.conns} connections x {MSG}-byte messages, {args.secs:g}s runs, "
+    print(f"Python {sys.version.split()[0]}; servers on CPU {args.cpu}, "
+          f"{'C' if c_client else 'Python'} client on CPU {args.client_cpu}; "
+          f"{args.conns} connections x {MSG}-byte messages, {args.secs:g}s runs, "
           f"median of {args.repeats}", flush=True)
     results: dict[str, list[dict]] = {k: [] for k in servers}
     for _ in range(args.repeats):
         for kind in servers:  # round-robin, so that drift spreads over every server
             results[kind].append(run_one(kind, args, c_client))
-    base = statistics.median(r["rate"] for r in results["asyncio-streams"]) if "asyncio-streams" in results else None
+    base = (
+        statistics.median(r["rate"] for r in results["asyncio-streams"])
+        if "asyncio-streams" in results
+        else None
+    )
     for rows in results.values():
         for r in rows:  # server CPU time per echoed message: steadier than msgs/s on a busy machine
             r["us_per_msg"] = 1e4 * r["server_cpu_pct"] / r["rate"]

@@ -15,7 +15,7 @@ ROOT = os.path.dirname(DOCS)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(DOCS, "_ext"))
 
-import cogen
+import cogen  # noqa: E402 (after the sys.path lines above, which make it importable)
 
 project = "cogen"
 author = "The cogen developers"

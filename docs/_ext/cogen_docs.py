@@ -2,9 +2,10 @@
 
 ``.. cogen-options::``
     The server options table, built from :data:`cogen.web.options.OPTIONS`
-    (and the command's, :data:`cogen.web.options.COMMAND_OPTIONS`) at build time, so the docs cannot drift from the code: one table per
-    option group, with the keyword (also the PasteDeploy key), the
-    ``cogen-web`` flag, the default and the help text.
+    (and the command's, :data:`cogen.web.options.COMMAND_OPTIONS`) at build
+    time, so the docs cannot drift from the code: one table per option group,
+    with the keyword (also the PasteDeploy key), the ``cogen-web`` flag, the
+    default and the help text.
 
 ``.. cogen-option-aliases::``
     The other spellings of :data:`cogen.web.options.ALIASES`.

@@ -9,7 +9,7 @@ from cogen.common import priority
 from cogen.core.proactors import (
     has_ctypes_iocp,
     has_epoll,
-    has_iocp,
+    has_iocp,  # noqa: F401 (unused: imported to check the original's name still exists)
     has_kqueue,
     has_poll,
     has_select,

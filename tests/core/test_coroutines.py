@@ -388,7 +388,9 @@ def test_exception_crossing_sub_calls_keeps_the_callee_frames_in_the_traceback(s
     assert text.index("callee_5_1()") < text.index("callee_5_2()") < text.index("long_one")
 
 
-def test_exception_caught_by_the_caller_is_not_logged(sched: Scheduler, caplog: pytest.LogCaptureFixture) -> None:
+def test_exception_caught_by_the_caller_is_not_logged(
+    sched: Scheduler, caplog: pytest.LogCaptureFixture
+) -> None:
     @coroutine
     def failing() -> Any:
         yield events.Sleep(0)

@@ -165,7 +165,9 @@ def test_add_coro_priority_bits_place_adder_and_added_around_a_queued_bystander(
     assert log == ADD_ORDER[prio]
 
 
-def test_priority_given_to_the_operation_overrides_the_scheduler_default(make_sched: MakeSched, prio: int) -> None:
+def test_priority_given_to_the_operation_overrides_the_scheduler_default(
+    make_sched: MakeSched, prio: int
+) -> None:
     sched = make_sched(default_priority=priority.LAST if prio else priority.FIRST)
     log: list[str] = []
 
@@ -217,7 +219,9 @@ def test_signal_wakes_several_waiters_in_order_or_with_op_last_waiter_first(
     assert sig.result == 5
 
 
-def test_sleep_zero_goes_to_the_back_of_the_queue_whatever_the_priority(make_sched: MakeSched, prio: int) -> None:
+def test_sleep_zero_goes_to_the_back_of_the_queue_whatever_the_priority(
+    make_sched: MakeSched, prio: int
+) -> None:
     sched = make_sched(default_priority=prio)
     log: list[str] = []
 
@@ -314,7 +318,9 @@ def test_sleep_until_an_aware_datetime(sched: Scheduler) -> None:
     assert got[0] >= 0.015
 
 
-@pytest.mark.parametrize("delay", [-1, -0.5, datetime.timedelta(seconds=-1)], ids=["int", "float", "timedelta"])
+@pytest.mark.parametrize(
+    "delay", [-1, -0.5, datetime.timedelta(seconds=-1)], ids=["int", "float", "timedelta"]
+)
 def test_sleep_with_a_negative_delay_is_a_pure_yield(sched: Scheduler, delay: Any) -> None:
     log: list[str] = []
 
@@ -418,7 +424,9 @@ def test_signal_names_can_be_any_hashable_object(sched: Scheduler) -> None:
     assert got == ["a", "b"]
 
 
-def test_wait_for_signal_times_out_with_operation_timeout_and_leaves_the_waiter_list(sched: Scheduler) -> None:
+def test_wait_for_signal_times_out_with_operation_timeout_and_leaves_the_waiter_list(
+    sched: Scheduler,
+) -> None:
     got: list[Any] = []
 
     @coroutine
@@ -458,7 +466,9 @@ def test_wait_for_signal_with_a_timeout_gets_the_value_when_signalled_in_time(sc
     assert time.monotonic() - t0 < 2.5  # the 5 s deadline was cancelled, not waited for
 
 
-@pytest.mark.parametrize("timeout", [datetime.timedelta(milliseconds=10), 0.01, 0], ids=["timedelta", "float", "zero"])
+@pytest.mark.parametrize(
+    "timeout", [datetime.timedelta(milliseconds=10), 0.01, 0], ids=["timedelta", "float", "zero"]
+)
 def test_timeouts_can_be_numbers_or_timedeltas(sched: Scheduler, timeout: Any) -> None:
     got = []
 
@@ -489,7 +499,9 @@ def test_default_timeout_of_the_scheduler_applies_when_none_is_given(make_sched:
 
 
 @pytest.mark.parametrize("forever", [None, -1])
-def test_timeout_none_or_minus_one_waits_forever_despite_a_default(make_sched: MakeSched, forever: Any) -> None:
+def test_timeout_none_or_minus_one_waits_forever_despite_a_default(
+    make_sched: MakeSched, forever: Any
+) -> None:
     sched = make_sched(default_timeout=0.001)
     got: list[Any] = []
 

@@ -63,7 +63,7 @@ def test_interleaved_coroutines_keep_their_own_values() -> None:
     @coroutine
     def worker(n: int) -> Any:
         total = 0
-        for i in range(20):
+        for _ in range(20):
             data.counter = getattr(data, "counter", 0) + n
             yield events.Sleep(0)
             total = data.counter

@@ -32,7 +32,9 @@ def poll_until(r: Reactor, want: int = 1, timeout: float = 5.0) -> list[Any]:
     return ready
 
 
-def test_a_reader_is_woken_when_data_arrives(reactor: Reactor, sockpair: tuple[socket.socket, socket.socket]) -> None:
+def test_a_reader_is_woken_when_data_arrives(
+    reactor: Reactor, sockpair: tuple[socket.socket, socket.socket]
+) -> None:
     a, b = sockpair
     reactor.add_reader(a.fileno(), a, "op", "coro")
     ready: list[Any] = []
@@ -83,7 +85,9 @@ def test_reader_and_writer_of_one_descriptor_are_woken_independently(
     assert poll_until(reactor) == [("rop", "reader")]
 
 
-def test_a_peer_hangup_wakes_the_reader(reactor: Reactor, sockpair: tuple[socket.socket, socket.socket]) -> None:
+def test_a_peer_hangup_wakes_the_reader(
+    reactor: Reactor, sockpair: tuple[socket.socket, socket.socket]
+) -> None:
     a, b = sockpair
     reactor.add_reader(a.fileno(), a, "op", "coro")
     b.shutdown(socket.SHUT_WR)

@@ -155,8 +155,10 @@ def test_chat_websockets_in_every_worker_get_a_message_published_in_one(
                  env={"CHAT_POLL_TIMEOUT": "2"})
     chat.wait_for(re.compile(r"3 workers serving"))
     room = f"ws-{time.monotonic_ns()}"
-    clients = [chat.request("POST", f"/rooms/{room}/join", urlencode({"name": f"w{i}"}), FORM).json()["client"]
-               for i in range(9)]
+    clients = [
+        chat.request("POST", f"/rooms/{room}/join", urlencode({"name": f"w{i}"}), FORM).json()["client"]
+        for i in range(9)
+    ]
     url = f"ws://{chat.host}:{chat.port}/rooms/{room}/ws?client="
     # each WebSocket lives in the worker that accepted it; the say comes by POST
     # on a connection of its own, so most sockets are in other workers than it

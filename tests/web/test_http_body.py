@@ -265,7 +265,9 @@ def test_parser_events_for_a_chunked_body_with_trailers() -> None:
 def test_parser_pipelines_requests_from_one_buffer() -> None:
     parser = RequestParser()
     parser.feed(
-        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"GET /3 HTTP/1.1\r\nHost: a\r\n\r\n"
     )
     parser.feed(b"")
     got = events(parser)

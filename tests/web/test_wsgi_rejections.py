@@ -163,7 +163,9 @@ def test_header_names_with_underscore_never_reach_the_app(live_server: Any, raw:
     assert seen[0]["HTTP_X_USER"] == "good"
 
 
-@pytest.mark.parametrize("host", [b"a" * (1 << 20) + b"@", b"%41" * (1 << 18) + b"%4", b"[" + b":" * (1 << 20)])
+@pytest.mark.parametrize(
+    "host", [b"a" * (1 << 20) + b"@", b"%41" * (1 << 18) + b"%4", b"[" + b":" * (1 << 20)]
+)
 def test_a_long_hostile_host_value_is_rejected(live_server: Any, raw: Any, host: bytes) -> None:
     """Bounded by the test's timeout: the Host check is linear in the value's length."""
     seen: list[dict[str, Any]] = []
