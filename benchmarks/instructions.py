@@ -10,7 +10,8 @@ runs under ``valgrind --tool=callgrind`` (which counts every instruction
 it executes, ``Ir``), in-process: a :class:`~cogen.web.wsgi.WSGIServer`
 on a :class:`~cogen.core.schedulers.Scheduler`, serving
 ``benchmarks.apps:hello`` (or another app of :mod:`benchmarks.apps` whose
-responses have a Content-Length: ``--app``) on 127.0.0.1 with no access
+responses have a Content-Length: ``--app``; ``echo`` is sent a 64 KiB
+``POST``) on 127.0.0.1 with no access
 log. Its client is a separate process (not under valgrind: children are not
 traced) that sends
 ``GET /`` on one keep-alive connection, waits for each whole response and
@@ -44,15 +45,18 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+#: What the client sends for an app that wants more than ``GET /``: echo, a 64 KiB POST.
+_REQUESTS = {"echo": b"POST / HTTP/1.1\r\nHost: bench\r\nContent-Length: 65536\r\n\r\n" + b"e" * 65536}
 
 
-def client(port: int, count: int) -> None:
-    """Send ``count`` keep-alive requests to 127.0.0.1:``port``, one after another."""
+def client(port: int, count: int, app_name: str = "hello") -> None:
+    """Send ``count`` keep-alive requests for ``app_name`` to 127.0.0.1:``port``, one after another."""
+    request = _REQUESTS.get(app_name, _REQUEST)
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         buf = b""
         for _ in range(count):
-            sock.sendall(_REQUEST)
+            sock.sendall(request)
             while True:
                 head_end = buf.find(b"\r\n\r\n")
                 if head_end >= 0:
@@ -89,7 +93,7 @@ def server(count: int, python: str, app_name: str = "hello") -> None:
     srv = WSGIServer(("127.0.0.1", 0), app, sched, access_log=False)
     srv.start()
     port = srv.address[1]
-    proc = subprocess.Popen([python, "-m", "benchmarks.instructions", "client",
+    proc = subprocess.Popen([python, "-m", "benchmarks.instructions", "client", app_name,
                              "--port", str(port), "--requests", str(count)], cwd=_ROOT)
     sched.run()
     if proc.wait(timeout=60) != 0:
@@ -97,7 +101,7 @@ def server(count: int, python: str, app_name: str = "hello") -> None:
 
 
 #: The apps of benchmarks.apps that --app may name: their responses have a Content-Length.
-APPS = ("hello", "page", "big", "big_list")
+APPS = ("hello", "page", "big", "big_list", "echo")
 
 #: The programs of benchmarks.core that --core counts.
 CORE_PROGRAMS = ("cogen_sleep0", "cogen_pingpong", "cogen_pingpong_ops_once", "cogen_spawn")
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role == "client":
-        client(args.port, int(args.requests))
+        client(args.port, int(args.requests), args.program or "hello")
         return 0
     if args.role == "server":
         server(int(args.requests), args.python, args.program or "hello")

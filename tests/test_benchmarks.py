@@ -114,6 +114,16 @@ def test_raw_wsgi_answers_pipelined_requests_in_order_and_closes_when_asked(raw_
     assert b"Connection: close" in data[first[2]:]
 
 
+@pytest.mark.parametrize("app", ["hello", "page", "big", "big_list", "echo"])
+def test_the_instruction_count_serves_each_of_its_apps(app: str) -> None:
+    # the server half of benchmarks.instructions, without valgrind: it serves
+    # the client half's requests for the app and shuts down (status 0)
+    from benchmarks import instructions
+
+    assert app in instructions.APPS
+    assert instructions.main(["server", app, "--requests", "5"]) == 0
+
+
 def test_parse_response_reads_a_chunked_body() -> None:
     # granian answers a generator's body chunked: the readiness check read it as empty
     data = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"

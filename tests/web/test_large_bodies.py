@@ -11,6 +11,7 @@ part-way through a piece and go on where they stopped.
 from __future__ import annotations
 
 import hashlib
+import random
 from typing import Any
 
 import pytest
@@ -140,3 +141,39 @@ def test_a_large_django_response_gets_a_content_length_and_arrives_whole(
             assert resp.headers["Content-Length"] == str(len(whole))
             assert "Transfer-Encoding" not in resp.headers
             assert resp.content == whole
+
+
+def _random_pieces(rng: random.Random) -> list[bytes]:
+    """Pieces of mixed sizes (empty ones included) whose order shows in their bytes."""
+    sizes = rng.choice([
+        lambda: [rng.randrange(0, 300) for _ in range(rng.randrange(1100, 3000))],  # > IOV_MAX pieces
+        lambda: [rng.choice([0, 1, 7, 4096, 65535, 65536, 65537, 200_000]) for _ in range(12)],
+        lambda: [rng.randrange(0, 150_000) for _ in range(rng.randrange(2, 40))],
+    ])()
+    return [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_gathered_bodies_of_random_pieces_are_exact(live_server: Any, seed: int) -> None:
+    # partial sendmsg() calls ending inside a piece, on a boundary, after
+    # empty pieces, and bodies of more pieces than one sendmsg() takes
+    rng = random.Random(seed)
+    bodies = [_random_pieces(rng) for _ in range(3)]
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        pieces = bodies[int(environ["PATH_INFO"][1:])]
+        return pieces if environ["QUERY_STRING"] != "tuple" else tuple(pieces)
+
+    live = live_server(app)
+    client = RawClient(live.address, rcvbuf=rng.choice([2048, 8192, 65536]),
+                       recv_size=rng.choice([500, 4096, 65536]))
+    try:
+        for i, pieces in enumerate(bodies):
+            for query in ("", "?tuple"):
+                resp = client.request(get(f"/{i}{query}"))
+                whole = b"".join(pieces)
+                assert resp.header("content-length") == str(len(whole))
+                assert resp.body == whole
+    finally:
+        client.close()
