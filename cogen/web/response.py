@@ -200,13 +200,14 @@ class _Sender:
                     self.keep_alive = False
                 self.left = left - len(data)
             self.body_sent += len(data)
-            if (out or self.chunked) and len(out) + len(data) > GATHER_BYTES:  # not copied into the framing
+            size = len(out) + len(data)
+            if (out or self.chunked) and size > GATHER_BYTES:  # not copied into the framing
                 if self.chunked:
                     out += b"%x\r\n" % len(data)
-                    parts = [out, data, b"\r\n"]
+                    sending: Iterable[Any] = self.conn.send_parts([out, data, b"\r\n"],
+                                                                  len(out) + len(data) + 2)
                 else:
-                    parts = [out, data]
-                sending: Iterable[Any] = self.conn.send_parts(parts, sum(map(len, parts)))
+                    sending = self.conn.send_parts([out, data], size)
                 return sending
             out = out + _chunk(data) if self.chunked else out + data if out else data
         return self.conn.send(out) if out else ()
