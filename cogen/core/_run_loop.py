@@ -40,6 +40,7 @@ __all__ = ["RunLoop"]
 
 log = logging.getLogger("cogen")
 _COMPLETED = Coroutine.STATE_COMPLETED
+_RUNNING = Coroutine.STATE_RUNNING
 
 
 class RunLoop(OperationInterface):
@@ -95,6 +96,9 @@ class RunLoop(OperationInterface):
             n -= 1
             val, coro = popleft()
             module_vars["current"] = coro
+            # a generator coroutine is made with its generator (see Coroutine):
+            # its first step is what makes it RUNNING
+            coro.state = _RUNNING
             while True:
                 # every step runs in the coroutine's own context (see
                 # cogen.core.coroutines); called in place, not through a

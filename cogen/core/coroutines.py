@@ -7,7 +7,10 @@ plain function into a factory of :class:`Coroutine` instances. An instance
 starts in ``STATE_NEED_INIT``; the scheduler's first ``send(None)`` calls the
 wrapped function. A plain function's return value completes the coroutine at
 once; a generator or native coroutine object becomes the body that is sent
-values and thrown exceptions from then on.
+values and thrown exceptions from then on. (A generator function is called
+when the instance is made, since the call runs none of its body: the first
+step is then the generator's own ``send``. Wrong arguments still fail the
+coroutine at its first step.)
 
 Yielding a not-yet-started coroutine instance *calls* it: the callee runs
 first, and the caller is resumed with its return value or has its exception
@@ -39,6 +42,8 @@ __all__ = ["Coroutine", "coro", "coroutine", "current", "local"]
 
 #: What a started coroutine's ``f_kws`` holds (never written to).
 _NO_KWARGS: dict[str, Any] = {}
+#: ``co_flags`` bit of a generator function's code (``inspect.CO_GENERATOR``).
+_CO_GENERATOR = inspect.CO_GENERATOR
 
 
 
@@ -97,7 +102,25 @@ class Coroutine(Operation):
         #: the context every step of this coroutine runs in (see the module docstring)
         self.ctx: contextvars.Context = _copy_context()
         if type(func) is FunctionType:  # the common case first: a hasattr() that misses is slow
-            self.func: Callable[..., Any] | None = func
+            if func.__code__.co_flags & _CO_GENERATOR:
+                # A generator function runs none of its body when called, so
+                # the generator is made now: the first step is then a plain
+                # ``gen.send`` with no ``_start`` in between, and ``send`` is
+                # not a method bound to ``self`` (a cycle only the GC frees).
+                try:
+                    gen = func(*args, **kwargs) if kwargs else func(*args)
+                except TypeError:
+                    pass  # wrong arguments: raised at the first step, as for the others
+                else:
+                    self.func: Callable[..., Any] | None = None
+                    self.f_args = ()
+                    self.f_kws = _NO_KWARGS
+                    self.gen = gen
+                    self.send: Callable[[Any], Any] = gen.send
+                    self.name = func.__name__
+                    self.state = self.STATE_NEED_INIT
+                    return
+            self.func = func
             self.f_args = args
             self.f_kws = kwargs
             self.gen = None

@@ -1,9 +1,11 @@
 """Tests of cogen.core.coroutines: @coroutine, coroutine instances and sub-calls."""
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import traceback
+import weakref
 from typing import Any
 
 import pytest
@@ -193,6 +195,81 @@ def test_state_is_running_while_the_coroutine_is_suspended(sched: Scheduler) -> 
     sched.run()
     assert states == [Coroutine.STATE_RUNNING]
     assert target.state == Coroutine.STATE_COMPLETED
+
+
+def test_state_stays_not_started_until_the_first_step(sched: Scheduler) -> None:
+    """Queued is not started: a generator coroutine is NEED_INIT until its first step."""
+    seen = []
+
+    @coroutine
+    def worker() -> Any:
+        yield events.Sleep(0)
+
+    @coroutine
+    def observer(other: Coroutine) -> Any:
+        seen.append(other.state)  # ``other`` is queued behind this one
+        yield events.Sleep(0)
+        seen.append(other.state)
+
+    target = worker()
+    sched.add(observer, target)
+    sched.add(target)
+    assert target.state == Coroutine.STATE_NEED_INIT
+    sched.run()
+    assert seen == [Coroutine.STATE_NEED_INIT, Coroutine.STATE_RUNNING]
+    assert "COMPLETED" in repr(target)
+
+
+@pytest.mark.parametrize("kind", ["generator", "async def", "plain"])
+def test_wrong_arguments_fail_the_coroutine_at_its_first_step(
+        sched: Scheduler, caplog: pytest.LogCaptureFixture, kind: str) -> None:
+    """As in the original: the call is made by the first step, so the error is the coroutine's."""
+    def gen(a: int) -> Any:
+        yield events.Sleep(0)
+
+    async def native(a: int) -> None:
+        await events.Sleep(0)
+
+    def plain(a: int) -> None:
+        return None
+
+    func = coroutine({"generator": gen, "async def": native, "plain": plain}[kind])
+    instance = func(1, 2)  # no error here
+    assert instance.state == Coroutine.STATE_NEED_INIT
+    other = sched.add(gen, 1)
+    sched.add(instance)
+    with caplog.at_level(logging.ERROR, logger="cogen"):
+        sched.run()
+    assert instance.state == Coroutine.STATE_FAILED
+    assert isinstance(instance.exception, TypeError)
+    assert other.state == Coroutine.STATE_COMPLETED
+    assert "unhandled exception" in caplog.text
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_a_generator_coroutine_is_freed_by_reference_counting_alone(sched: Scheduler, started: bool) -> None:
+    """No reference cycle through the instance: dropping the last reference frees it,
+    run or never run, without waiting for the cycle collector."""
+    @coroutine
+    def worker(payload: object) -> Any:
+        yield events.Sleep(0)
+
+    payload = Probe()
+    instance = worker(payload)
+    if started:
+        sched.add(instance)
+        sched.run()
+    gc.disable()
+    try:
+        ref, payload_ref = weakref.ref(instance), weakref.ref(payload)
+        del instance, payload
+        assert ref() is None and payload_ref() is None
+    finally:
+        gc.enable()
+
+
+class Probe:
+    """Something a weak reference can follow."""
 
 
 def test_failed_coroutine_keeps_its_exception(sched: Scheduler) -> None:
