@@ -32,7 +32,7 @@ import contextvars
 import functools
 import inspect
 from collections.abc import Callable, Generator
-from types import FunctionType, GeneratorType
+from types import FunctionType, GeneratorType, MethodType
 from typing import Any
 
 from cogen.core.events import Operation
@@ -101,25 +101,27 @@ class Coroutine(Operation):
         self._caller_root: Coroutine | None = None
         #: the context every step of this coroutine runs in (see the module docstring)
         self.ctx: contextvars.Context = _copy_context()
-        if type(func) is FunctionType:  # the common case first: a hasattr() that misses is slow
-            if func.__code__.co_flags & _CO_GENERATOR:
-                # A generator function runs none of its body when called, so
-                # the generator is made now: the first step is then a plain
-                # ``gen.send`` with no ``_start`` in between, and ``send`` is
-                # not a method bound to ``self`` (a cycle only the GC frees).
-                try:
-                    gen = func(*args, **kwargs) if kwargs else func(*args)
-                except TypeError:
-                    pass  # wrong arguments: raised at the first step, as for the others
-                else:
-                    self.func: Callable[..., Any] | None = None
-                    self.f_args = ()
-                    self.f_kws = _NO_KWARGS
-                    self.gen = gen
-                    self.send: Callable[[Any], Any] = gen.send
-                    self.name = func.__name__
-                    self.state = self.STATE_NEED_INIT
-                    return
+        # a generator function, or a method that is one (the common cases)
+        body = func.__func__ if type(func) is MethodType else func
+        if type(body) is FunctionType and body.__code__.co_flags & _CO_GENERATOR:
+            # A generator function runs none of its body when called, so the
+            # generator is made now: the first step is then a plain
+            # ``gen.send`` with no ``_start`` in between, and ``send`` is not
+            # a method bound to ``self`` (a cycle only the GC frees).
+            try:
+                gen = func(*args, **kwargs) if kwargs else func(*args)
+            except TypeError:
+                pass  # wrong arguments: raised at the first step, as for the others
+            else:
+                self.func: Callable[..., Any] | None = None
+                self.f_args = ()
+                self.f_kws = _NO_KWARGS
+                self.gen = gen
+                self.send: Callable[[Any], Any] = gen.send
+                self.name = func.__name__
+                self.state = self.STATE_NEED_INIT
+                return
+        if type(func) is FunctionType:  # before the hasattr()s: one that misses is slow
             self.func = func
             self.f_args = args
             self.f_kws = kwargs

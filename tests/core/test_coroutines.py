@@ -247,18 +247,20 @@ def test_wrong_arguments_fail_the_coroutine_at_its_first_step(
 
 
 @pytest.mark.parametrize("started", [False, True])
-def test_a_generator_coroutine_is_freed_by_reference_counting_alone(sched: Scheduler, started: bool) -> None:
+@pytest.mark.parametrize("kind", ["function", "method"])
+def test_a_generator_coroutine_is_freed_by_reference_counting_alone(
+        sched: Scheduler, started: bool, kind: str) -> None:
     """No reference cycle through the instance: dropping the last reference frees it,
     run or never run, without waiting for the cycle collector."""
-    @coroutine
     def worker(payload: object) -> Any:
         yield events.Sleep(0)
 
     payload = Probe()
-    instance = worker(payload)
+    instance = Coroutine(worker if kind == "function" else payload.work, payload)
     if started:
         sched.add(instance)
         sched.run()
+    assert instance.state == (Coroutine.STATE_COMPLETED if started else Coroutine.STATE_NEED_INIT)
     gc.disable()
     try:
         ref, payload_ref = weakref.ref(instance), weakref.ref(payload)
@@ -269,7 +271,10 @@ def test_a_generator_coroutine_is_freed_by_reference_counting_alone(sched: Sched
 
 
 class Probe:
-    """Something a weak reference can follow."""
+    """Something a weak reference can follow, with a generator method."""
+
+    def work(self, other: object) -> Any:
+        yield events.Sleep(0)
 
 
 def test_failed_coroutine_keeps_its_exception(sched: Scheduler) -> None:
