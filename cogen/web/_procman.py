@@ -21,11 +21,11 @@ import logging.config
 import os
 import socket
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 
 from cogen.errors import CogenError
 
-__all__ = ["PidFile", "ProcessError", "load_log_config", "log_handlers", "reopen_log_files",
+__all__ = ["PidFile", "ProcessError", "write_pid_file", "load_log_config", "log_handlers", "reopen_log_files",
            "systemd_sockets"]
 
 log = logging.getLogger("cogen.web")
@@ -79,6 +79,24 @@ class PidFile:
         except OSError:
             pass
         self.pid = None
+
+
+def write_pid_file(path: str | None, cleanup: Callable[[], object]) -> PidFile | None:
+    """Write this process's id to ``path`` if one is set; returns the PidFile (None if not).
+
+    When it cannot be written, calls ``cleanup`` (closing what was opened
+    for serving) and raises ``UsageError`` with ProcessError's one line.
+    """
+    if not path:
+        return None
+    pidfile = PidFile(path)
+    try:
+        pidfile.write()
+    except ProcessError as exc:
+        cleanup()
+        from cogen.web.loader import UsageError
+        raise UsageError(str(exc)) from None
+    return pidfile
 
 
 def _file_handler(path: str) -> logging.Handler:

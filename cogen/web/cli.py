@@ -315,7 +315,8 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
     runner = Runner(app, list(sockets) if sockets else list(binds), options, grace=grace,
                     blocked_loop_warning=settings.blocked_loop_warning,
                     stats_path=settings.stats_path, listen_error=_listen_error)
-    pidfile = _write_pid(settings.pid, runner)
+    from cogen.web._procman import write_pid_file
+    pidfile = write_pid_file(settings.pid, runner.close)
     try:
         runner.run(signals={signal.SIGTERM: runner.on_signal, signal.SIGINT: runner.on_signal,
                             # (nginx's graceful stop; Python's default dumps core)
@@ -334,23 +335,6 @@ def serve(app: Callable[..., Any], binds: Sequence[str], options: dict[str, Any]
             pidfile.remove()
     log.info("stopped")
     return 0
-
-
-def _write_pid(path: str | None, runner: Any) -> Any:
-    """Write the pid file ``path`` if set; returns the PidFile (None if not set).
-
-    On failure closes the runner's sockets and raises UsageError.
-    """
-    if not path:
-        return None
-    from cogen.web._procman import PidFile, ProcessError
-    pidfile = PidFile(path)
-    try:
-        pidfile.write()
-    except ProcessError as exc:
-        runner.close()
-        raise UsageError(str(exc)) from None
-    return pidfile
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -369,15 +369,8 @@ class Master(_Replacing):
     def run(self) -> int:
         """Bind, fork, supervise until stopped; returns the exit status."""
         self._bind()
-        pidfile = None
-        if self.settings.pid:
-            from cogen.web._procman import PidFile, ProcessError
-            pidfile = PidFile(self.settings.pid)
-            try:
-                pidfile.write()
-            except ProcessError as exc:
-                self._close_sockets()
-                raise UsageError(str(exc)) from None
+        from cogen.web._procman import write_pid_file
+        pidfile = write_pid_file(self.settings.pid, self._close_sockets)
         self._wake_r, self._wake_w = os.pipe()
         self._alive_r, self._alive_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):

@@ -71,9 +71,10 @@ def test_pid_file_holds_the_serving_pid_and_goes_away(
     assert not pidfile.exists()
 
 
-def test_unwritable_pid_file_is_one_line_and_status_2(app_dir: Path) -> None:
-    done = subprocess.run(cogen_web("app:application", "--port", "0", "--pid",
-                                    "/nonexistent/dir/x.pid"), cwd=app_dir,
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_unwritable_pid_file_is_one_line_and_status_2(app_dir: Path, workers: str) -> None:
+    done = subprocess.run(cogen_web("app:application", "--port", "0", "--workers", workers,
+                                    "--pid", "/nonexistent/dir/x.pid"), cwd=app_dir,
                           env=subprocess_env(), capture_output=True, text=True, timeout=WAIT,
                           check=False)
     assert done.stderr.strip().splitlines() == [
