@@ -62,6 +62,9 @@ class Coroutine(Operation):
             deadline, None when it has none.
         io_wait: the scheduler's: the descriptor it is parked on, ``fd`` for
             a read and ``~fd`` for a write, None when it is not.
+        scheduled: True once handed to a scheduler to start (added, started
+            by ``AddCoro`` or called), before its first step too: an
+            instance runs once, so a second start is refused.
     """
 
     STATE_NEED_INIT, STATE_RUNNING, STATE_COMPLETED, STATE_FAILED = range(4)
@@ -81,6 +84,7 @@ class Coroutine(Operation):
         "io_wait",
         "name",
         "result",
+        "scheduled",
         "send",
         "state",
         "timer",
@@ -89,6 +93,7 @@ class Coroutine(Operation):
 
     def __init__(self, func: Any, *args: Any, **kwargs: Any) -> None:
         self.prio = -1
+        self.scheduled = False
         self.caller: Coroutine | None = None
         self.waiters: list[Coroutine] | tuple[()] = ()  # most coroutines are never joined
         self.result: Any = None
@@ -186,8 +191,9 @@ class Coroutine(Operation):
 
     def process(self, sched: Any, coro: Coroutine) -> Any:
         """Yielding a coroutine instance calls it (see the module docstring)."""
-        if self.state != self.STATE_NEED_INIT or self.caller is not None:
+        if self.scheduled or self.state != self.STATE_NEED_INIT:
             raise TypeError(f"cannot call {self!r}: it was already started; use Join to wait for it")
+        self.scheduled = True
         self.caller = coro
         self._caller_root = coro.root
         self.ctx = coro.ctx  # one logical thread of control: one context

@@ -223,7 +223,7 @@ class Iterate(Operation):
         if isinstance(target, Coroutine):
             if self.args or self.kwargs:
                 raise TypeError(f"{target!r} is already an instance; it takes no arguments")
-            if target.state != Coroutine.STATE_NEED_INIT or target.caller is not None:
+            if target.scheduled or target.state != Coroutine.STATE_NEED_INIT:
                 raise ValueError(f"{target!r} was already started")
             producer = target
         elif getattr(target, "is_cogen_coroutine", False):

@@ -154,7 +154,7 @@ class Scheduler(RunLoop):
             if args or kwargs:
                 raise TypeError(f"{coro!r} is already an instance; it takes no arguments")
             instance = coro
-            if instance.state != Coroutine.STATE_NEED_INIT or instance.caller is not None:
+            if instance.scheduled or instance.state != Coroutine.STATE_NEED_INIT:
                 raise ValueError(f"{instance!r} was already started")
         elif getattr(coro, "is_cogen_coroutine", False):
             instance = coro(*args, **kwargs) if kwargs else coro(*args)
@@ -166,6 +166,7 @@ class Scheduler(RunLoop):
             instance.ctx = context
         elif instance is coro:  # made earlier, maybe elsewhere: copy the context of now
             instance.ctx = contextvars.copy_context()
+        instance.scheduled = True
         if prio > 0 and prio & priority.OP:
             self.active.appendleft((None, instance))
         else:

@@ -13,6 +13,7 @@ import pytest
 from cogen.core import events
 from cogen.core.coroutines import Coroutine, coroutine, is_coroutine_function
 from cogen.core.schedulers import Scheduler
+from cogen.core.util import priority
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -381,6 +382,92 @@ def test_yielding_an_already_started_coroutine_raises_type_error(sched: Schedule
     sched.add(caller, started)
     sched.run()
     assert len(caught) == 1 and "Join" in caught[0]
+
+
+def test_adding_a_queued_instance_again_is_refused_and_it_runs_once(sched: Scheduler) -> None:
+    runs = []
+
+    @coroutine
+    def worker() -> Any:
+        runs.append("start")
+        yield events.Sleep(0)
+        return 7
+
+    instance = sched.add(worker)
+    with pytest.raises(ValueError, match="already started"):
+        sched.add(instance)
+    sched.run()
+    assert runs == ["start"]
+    assert instance.state == Coroutine.STATE_COMPLETED and instance.result == 7
+
+
+@pytest.mark.parametrize("how", ["added", "added by AddCoro"])
+def test_calling_a_queued_instance_before_its_first_step_raises_type_error(
+        sched: Scheduler, caplog: pytest.LogCaptureFixture, how: str) -> None:
+    """Queued to start is started: yielding it (a call) would run it twice."""
+    runs = []
+    caught = []
+
+    @coroutine
+    def worker() -> Any:
+        runs.append("start")
+        yield events.Sleep(0)
+        return 7
+
+    instance = worker()
+
+    @coroutine
+    def caller() -> Any:
+        if how == "added by AddCoro":
+            # the CORO bit: this coroutine goes on before the instance has run
+            yield events.AddCoro(instance, prio=priority.CORO)
+        try:
+            yield instance
+        except TypeError as exc:
+            caught.append(str(exc))
+
+    if how == "added":
+        sched.add(caller)  # runs first: the instance is queued behind it
+        sched.add(instance)
+    else:
+        sched.add(caller)
+    with caplog.at_level(logging.ERROR, logger="cogen"):
+        sched.run()
+    assert len(caught) == 1 and "already started" in caught[0]
+    assert runs == ["start"]
+    assert instance.state == Coroutine.STATE_COMPLETED and instance.result == 7
+    assert "unhandled exception" not in caplog.text
+
+
+def test_adding_an_instance_started_by_addcoro_is_refused(sched: Scheduler) -> None:
+    runs = []
+    errors = []
+
+    @coroutine
+    def worker() -> Any:
+        runs.append("start")
+        yield events.Sleep(0)
+        return 7
+
+    @coroutine
+    def starter() -> Any:
+        instance = worker()
+        yield events.AddCoro(instance, prio=priority.CORO)  # goes on before it has run
+        try:
+            sched.add(instance)
+        except ValueError as exc:
+            errors.append(str(exc))
+        try:
+            yield events.AddCoro(instance)
+        except ValueError as exc:
+            errors.append(str(exc))
+        return (yield events.Join(instance))
+
+    top = sched.add(starter)
+    sched.run()
+    assert len(errors) == 2 and all("already started" in e for e in errors)
+    assert runs == ["start"]
+    assert top.result == 7
 
 
 # -- sub-calls -----------------------------------------------------------------------
