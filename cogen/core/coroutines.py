@@ -163,7 +163,6 @@ class Coroutine(Operation):
         # released (cheaper than del): the body's frame holds what it still needs
         self.f_args = ()
         self.f_kws = _NO_KWARGS
-        self.state = self.STATE_RUNNING
         gen = func(*args, **kws) if kws else func(*args)
         if type(gen) is GeneratorType or (hasattr(gen, "send") and hasattr(gen, "throw")):
             self.gen = gen
@@ -185,13 +184,18 @@ class Coroutine(Operation):
         return self._caller_root or self
 
     @property
+    def started(self) -> bool:
+        """True once handed to a scheduler to start or past its first step: it cannot start again."""
+        return self.scheduled or self.state != self.STATE_NEED_INIT
+
+    @property
     def running(self) -> bool:
         """True until the coroutine has completed or failed."""
         return self.state < self.STATE_COMPLETED
 
     def process(self, sched: Any, coro: Coroutine) -> Any:
         """Yielding a coroutine instance calls it (see the module docstring)."""
-        if self.scheduled or self.state != self.STATE_NEED_INIT:
+        if self.started:
             raise TypeError(f"cannot call {self!r}: it was already started; use Join to wait for it")
         self.scheduled = True
         self.caller = coro

@@ -223,7 +223,7 @@ class Iterate(Operation):
         if isinstance(target, Coroutine):
             if self.args or self.kwargs:
                 raise TypeError(f"{target!r} is already an instance; it takes no arguments")
-            if target.scheduled or target.state != Coroutine.STATE_NEED_INIT:
+            if target.started:
                 raise ValueError(f"{target!r} was already started")
             producer = target
         elif getattr(target, "is_cogen_coroutine", False):

@@ -154,7 +154,7 @@ class Scheduler(RunLoop):
             if args or kwargs:
                 raise TypeError(f"{coro!r} is already an instance; it takes no arguments")
             instance = coro
-            if instance.scheduled or instance.state != Coroutine.STATE_NEED_INIT:
+            if instance.started:
                 raise ValueError(f"{instance!r} was already started")
         elif getattr(coro, "is_cogen_coroutine", False):
             instance = coro(*args, **kwargs) if kwargs else coro(*args)

@@ -25,8 +25,8 @@ from collections.abc import Callable, MutableMapping
 
 from cogen.errors import CogenError
 
-__all__ = ["PidFile", "ProcessError", "write_pid_file", "load_log_config", "log_handlers", "reopen_log_files",
-           "systemd_sockets"]
+__all__ = ["PidFile", "ProcessError", "load_log_config", "log_handlers", "reopen_log_files",
+           "systemd_sockets", "write_pid_file"]
 
 log = logging.getLogger("cogen.web")
 

@@ -198,8 +198,18 @@ class Connection(ConnectionState):
         return send_parts(sock, self.waiter, parts, sent, self.send_timeout)
 
     def _send_each(self, parts: list[bytes]) -> Generator[Any, Any, None]:
+        """Without ``sendmsg``: runs of parts joined up to GATHER_BYTES, a larger part alone."""
+        run: list[bytes] = []
+        size = 0
         for part in parts:
-            yield from self.send(part)
+            if run and size + len(part) > GATHER_BYTES:
+                yield from self.send(b"".join(run))  # (one part: itself, not a copy)
+                run = []
+                size = 0
+            run.append(part)
+            size += len(part)
+        if run:
+            yield from self.send(b"".join(run))
 
     def hand_over(self) -> bytes:
         """Switch protocols: the socket (``sock``) is the new protocol's from now on.

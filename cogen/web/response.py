@@ -22,6 +22,7 @@ __all__ = ["GATHER_BYTES", "FileWrapper", "Response"]
 error_log = logging.getLogger("cogen.web.error")
 _format_head = _http.format_response_head
 _chunk = _http.chunk
+_chunk_parts = _http.chunk_parts
 _LAST_CHUNK = _http.LAST_CHUNK
 _NO_LENGTH_STATUS = ("1", "204", "304")
 _http_date = _http.http_date
@@ -203,11 +204,11 @@ class _Sender:
             size = len(out) + len(data)
             if (out or self.chunked) and size > GATHER_BYTES:  # not copied into the framing
                 if self.chunked:
-                    out += b"%x\r\n" % len(data)
-                    sending: Iterable[Any] = self.conn.send_parts([out, data, b"\r\n"],
-                                                                  len(out) + len(data) + 2)
+                    parts = _chunk_parts(data, out)
+                    size = len(parts[0]) + len(data) + 2
                 else:
-                    sending = self.conn.send_parts([out, data], size)
+                    parts = [out, data]
+                sending: Iterable[Any] = self.conn.send_parts(parts, size)
                 return sending
             out = out + _chunk(data) if self.chunked else out + data if out else data
         return self.conn.send(out) if out else ()

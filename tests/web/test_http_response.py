@@ -15,6 +15,7 @@ from cogen.web.http import (
     RequestHead,
     ResponseFraming,
     chunk,
+    chunk_parts,
     format_response_head,
     http_date,
     simple_response,
@@ -473,6 +474,8 @@ def test_chunk_encoding_round_trips_through_the_decoder() -> None:
     assert chunk(bytearray(b"ab")) == b"2\r\nab\r\n"  # type: ignore[arg-type]
     assert chunk(memoryview(b"ab")) == b"2\r\nab\r\n"  # type: ignore[arg-type]
     assert LAST_CHUNK == b"0\r\n\r\n"
+    assert b"".join(chunk_parts(b"hello")) == chunk(b"hello")
+    assert chunk_parts(b"x" * 300, b"HEAD") == [b"HEAD12c\r\n", b"x" * 300, b"\r\n"]
     pieces = [b"a", b"", b"bc" * 1000, bytes(range(256))]
     decoder = ChunkedDecoder()
     body, _ = decoder.decode(b"".join(chunk(p) for p in pieces) + LAST_CHUNK)

@@ -87,6 +87,23 @@ def test_a_large_body_is_exact_for_a_slow_small_window_client(live_server: Any, 
         assert [r.closed for r in made] == [True, True]
 
 
+def test_a_list_of_many_small_pieces_is_exact_over_tls(
+        live_server: Any, tls_server_options: dict[str, Any]) -> None:
+    """No sendmsg on TLS: the pieces go out in joined runs, every byte in order."""
+    pieces = [b"%06d" % i * 20 for i in range(3000)]  # 120 bytes each, 360,000 in all
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return pieces
+
+    live = live_server(app, **tls_server_options)
+    resp = requests.get(f"https://localhost:{live.port}/", timeout=CLIENT_TIMEOUT,
+                        verify=tls_server_options["certfile"])
+    assert resp.status_code == 200
+    assert resp.headers["Content-Length"] == str(len(pieces) * 120)
+    assert resp.content == b"".join(pieces)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_a_large_body_is_exact_over_tls(live_server: Any, tls_server_options: dict[str, Any],
                                         shape: str) -> None:

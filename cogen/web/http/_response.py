@@ -326,6 +326,16 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
+def chunk_parts(data: bytes, before: bytes = b"") -> list[bytes]:
+    """The pieces of one chunk (RFC 9112 §7.1) for a gathered send, ``data`` not copied.
+
+    Returns ``[before + b"<hex size>\\r\\n", data, b"\\r\\n"]``: what
+    :func:`chunk` makes, in three pieces, with ``before`` (a head, say) in
+    front. ``data`` must not be empty.
+    """
+    return [before + b"%x\r\n" % len(data), data, b"\r\n"]
+
+
 def simple_response(
     status_code: int,
     reason: str,
