@@ -2,7 +2,7 @@
 
 Run from the checkout (needs ``valgrind`` on PATH)::
 
-    python3 -m benchmarks.instructions [--requests 200,1200] [--app hello] [--python PYTHON]
+    python3 -m benchmarks.instructions [--requests 200,1200] [--app hello] [--connections 1] [--python PYTHON]
 
 Wall or CPU time on a shared machine moves with the neighbours' load;
 the number of instructions the server executes does not. So the server
@@ -17,6 +17,13 @@ traced) that sends
 ``GET /`` on one keep-alive connection, waits for each whole response and
 sends the next. After the last request the server shuts down. The hash
 seed is fixed (``PYTHONHASHSEED=0``) so that runs compare.
+
+``--connections N`` spreads the requests over N connections with one
+request in flight on each, as ``wrk -cN`` does. The server under valgrind
+is far slower than its client, so every connection's next request is
+waiting by the time the server polls again: the count is that of a
+saturated server, whose one poll returns N ready connections, and shows
+what the work of one wake-up costs spread over the requests it serves.
 
 Start-up (interpreter, imports, bind) costs the same at any request count,
 so the server runs twice, with the two counts of ``--requests``, and the
@@ -33,6 +40,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import selectors
 import shutil
 import socket
 import subprocess
@@ -49,32 +57,63 @@ _REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 _REQUESTS = {"echo": b"POST / HTTP/1.1\r\nHost: bench\r\nContent-Length: 65536\r\n\r\n" + b"e" * 65536}
 
 
-def client(port: int, count: int, app_name: str = "hello") -> None:
-    """Send ``count`` keep-alive requests for ``app_name`` to 127.0.0.1:``port``, one after another."""
+def client(port: int, count: int, app_name: str = "hello", connections: int = 1) -> None:
+    """Send ``count`` keep-alive requests for ``app_name`` to 127.0.0.1:``port``.
+
+    Over ``connections`` connections, each with one request in flight: a
+    connection sends its next request once the whole response to the last
+    one is in, as wrk does.
+    """
     request = _REQUESTS.get(app_name, _REQUEST)
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        buf = b""
-        for _ in range(count):
-            sock.sendall(request)
-            while True:
-                head_end = buf.find(b"\r\n\r\n")
-                if head_end >= 0:
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(connections)]
+    sel = selectors.DefaultSelector()
+    buffers: dict[socket.socket, bytes] = {}
+    sent = answered = 0
+    try:
+        for sock in socks:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sel.register(sock, selectors.EVENT_READ)
+            buffers[sock] = b""
+            if sent < count:
+                sock.sendall(request)
+                sent += 1
+        while answered < count:
+            events = sel.select(timeout=60)
+            if not events:
+                raise SystemExit("no response within 60 s")
+            for key, _ in events:
+                sock = key.fileobj  # type: ignore[assignment]
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise SystemExit("server closed the connection early")
+                buf = buffers[sock] + chunk
+                while True:
+                    head_end = buf.find(b"\r\n\r\n")
+                    if head_end < 0:
+                        break
                     match = re.search(rb"(?i)\r\ncontent-length: *(\d+)", buf[:head_end])
                     if match is None:
                         raise SystemExit("response without Content-Length")
                     end = head_end + 4 + int(match.group(1))
-                    if len(buf) >= end:
-                        buf = buf[end:]
+                    if len(buf) < end:
                         break
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise SystemExit("server closed the connection early")
-                buf += chunk
+                    buf = buf[end:]
+                    answered += 1
+                    if sent < count:
+                        sock.sendall(request)
+                        sent += 1
+                buffers[sock] = buf
+    finally:
+        sel.close()
+        for sock in socks:
+            sock.close()
 
 
-def server(count: int, python: str, app_name: str = "hello") -> None:
-    """Serve ``count`` requests with ``benchmarks.apps.<app_name>`` to a client subprocess, then shut down."""
+def server(count: int, python: str, app_name: str = "hello", connections: int = 1) -> None:
+    """Serve ``count`` requests with ``benchmarks.apps.<app_name>`` to a client subprocess, then shut down.
+
+    The client spreads them over ``connections`` keep-alive connections.
+    """
     from benchmarks import apps
     from cogen.core.schedulers import Scheduler
     from cogen.web.wsgi import WSGIServer
@@ -94,7 +133,8 @@ def server(count: int, python: str, app_name: str = "hello") -> None:
     srv.start()
     port = srv.address[1]
     proc = subprocess.Popen([python, "-m", "benchmarks.instructions", "client", app_name,
-                             "--port", str(port), "--requests", str(count)], cwd=_ROOT)
+                             "--port", str(port), "--requests", str(count),
+                             "--connections", str(connections)], cwd=_ROOT)
     sched.run()
     if proc.wait(timeout=60) != 0:
         raise SystemExit("the client failed")
@@ -113,7 +153,8 @@ def core_program(name: str, count: int) -> None:
     getattr(core, name)(count, None)
 
 
-def _count(requests: int, python: str, role: tuple[str, ...] = ("server", "hello")) -> int:
+def _count(requests: int, python: str, role: tuple[str, ...] = ("server", "hello"),
+           connections: int = 1) -> int:
     """Run ``role`` (the server, by default) under callgrind for ``requests``; returns its total Ir."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
@@ -121,7 +162,7 @@ def _count(requests: int, python: str, role: tuple[str, ...] = ("server", "hello
         env = dict(os.environ, PYTHONHASHSEED="0")
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                         python, "-m", "benchmarks.instructions", *role,
-                        "--requests", str(requests)],
+                        "--requests", str(requests), "--connections", str(connections)],
                        cwd=_ROOT, check=True, stderr=subprocess.DEVNULL, env=env)
         with open(out, encoding="ascii", errors="replace") as f:
             for line in f:
@@ -145,14 +186,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="count the core programs of benchmarks.core instead")
     parser.add_argument("--iterations", default="10000,60000",
                         help="with --core: two iteration counts, LOW,HIGH (default 10000,60000)")
+    parser.add_argument("--connections", type=int, default=1,
+                        help="keep-alive connections the client spreads the requests over, "
+                             "one request in flight on each (default 1)")
     parser.add_argument("--python", default=sys.executable, help="interpreter to measure")
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role == "client":
-        client(args.port, int(args.requests), args.program or "hello")
+        client(args.port, int(args.requests), args.program or "hello", args.connections)
         return 0
     if args.role == "server":
-        server(int(args.requests), args.python, args.program or "hello")
+        server(int(args.requests), args.python, args.program or "hello", args.connections)
         return 0
     if args.role == "core":
         if args.program not in CORE_PROGRAMS:
@@ -166,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{option} wants LOW,HIGH, got {counts!r}")
     if not 0 < low < high:
         parser.error(f"{option} wants 0 < LOW < HIGH, got {counts!r}")
+    if args.connections < 1:
+        parser.error(f"--connections wants at least 1, got {args.connections}")
     if shutil.which("valgrind") is None:
         print("valgrind is not on PATH", file=sys.stderr)
         return 2
@@ -175,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             ir_high = _count(high, args.python, ("core", name))
             print(f"{name}: Ir/iteration: {(ir_high - ir_low) / (high - low):.0f}")
         return 0
-    ir_low = _count(low, args.python, ("server", args.app))
-    ir_high = _count(high, args.python, ("server", args.app))
+    ir_low = _count(low, args.python, ("server", args.app), args.connections)
+    ir_high = _count(high, args.python, ("server", args.app), args.connections)
     print(f"Ir total: {ir_low} ({low} requests), {ir_high} ({high} requests)")
     print(f"Ir/request: {(ir_high - ir_low) / (high - low):.0f}")
     return 0

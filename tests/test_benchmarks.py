@@ -124,6 +124,25 @@ def test_the_instruction_count_serves_each_of_its_apps(app: str) -> None:
     assert instructions.main(["server", app, "--requests", "5"]) == 0
 
 
+def test_the_instruction_count_spreads_its_requests_over_the_connections_asked_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # --connections 3: the client keeps one request in flight on each of
+    # three connections, and the server answers exactly the count asked for
+    from benchmarks import apps, instructions
+
+    ports: list[str] = []
+    measured = apps.hello
+
+    def hello(environ: dict[str, Any], start_response: Any) -> Any:
+        ports.append(environ["REMOTE_PORT"])
+        return measured(environ, start_response)
+
+    monkeypatch.setattr(apps, "hello", hello)
+    assert instructions.main(["server", "hello", "--requests", "7", "--connections", "3"]) == 0
+    assert len(ports) == 7
+    assert len(set(ports)) == 3
+
+
 def test_parse_response_reads_a_chunked_body() -> None:
     # granian answers a generator's body chunked: the readiness check read it as empty
     data = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
