@@ -2,7 +2,8 @@
 
 Run from the checkout (needs ``valgrind`` on PATH)::
 
-    python3 -m benchmarks.instructions [--requests 200,1200] [--app hello] [--connections 1] [--python PYTHON]
+    python3 -m benchmarks.instructions [--requests 200,1200] [--app hello] [--connections 1]
+                                       [--server cogen] [--python PYTHON]
 
 Wall or CPU time on a shared machine moves with the neighbours' load;
 the number of instructions the server executes does not. So the server
@@ -17,6 +18,11 @@ traced) that sends
 ``GET /`` on one keep-alive connection, waits for each whole response and
 sends the next. After the last request the server shuts down. The hash
 seed is fixed (``PYTHONHASHSEED=0``) so that runs compare.
+
+``--server raw-epoll-wsgi`` counts the bare pure-Python loop of
+:mod:`benchmarks.raw_wsgi` (the ceiling of ``benchmarks/wsgi.py``) serving
+the same app the same way: what cogen-web spends on being correct is the
+difference.
 
 ``--connections N`` spreads the requests over N connections with one
 request in flight on each, as ``wrk -cN`` does. The server under valgrind
@@ -109,33 +115,56 @@ def client(port: int, count: int, app_name: str = "hello", connections: int = 1)
             sock.close()
 
 
-def server(count: int, python: str, app_name: str = "hello", connections: int = 1) -> None:
+#: The servers --server may name: cogen-web, and the pure-Python ceiling of benchmarks.raw_wsgi.
+SERVERS = ("cogen", "raw-epoll-wsgi")
+
+
+def server(count: int, python: str, app_name: str = "hello", connections: int = 1,
+           kind: str = "cogen") -> None:
     """Serve ``count`` requests with ``benchmarks.apps.<app_name>`` to a client subprocess, then shut down.
 
     The client spreads them over ``connections`` keep-alive connections.
+    ``kind`` is the server (:data:`SERVERS`): a cogen-web
+    :class:`~cogen.web.wsgi.WSGIServer`, or the bare loop of
+    :mod:`benchmarks.raw_wsgi`, the same way.
     """
     from benchmarks import apps
-    from cogen.core.schedulers import Scheduler
-    from cogen.web.wsgi import WSGIServer
 
     measured = getattr(apps, app_name)
-    sched = Scheduler()
     served = 0
+    stop: Any = None
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         nonlocal served
         served += 1
         if served == count:
-            sched.call_soon_threadsafe(srv.shutdown, 5.0)
+            stop()
         return measured(environ, start_response)
 
-    srv = WSGIServer(("127.0.0.1", 0), app, sched, access_log=False)
-    srv.start()
-    port = srv.address[1]
+    if kind == "raw-epoll-wsgi":
+        from benchmarks.raw_wsgi import RawWSGIServer
+
+        listener = socket.create_server(("127.0.0.1", 0))
+        raw = RawWSGIServer(listener, app)
+        stop = raw.shutdown  # (the loop ends after the poll that served the last request)
+        port = listener.getsockname()[1]
+        run: Any = raw.serve_forever
+    else:
+        from cogen.core.schedulers import Scheduler
+        from cogen.web.wsgi import WSGIServer
+
+        sched = Scheduler()
+        srv = WSGIServer(("127.0.0.1", 0), app, sched, access_log=False)
+        stop = lambda: sched.call_soon_threadsafe(srv.shutdown, 5.0)  # noqa: E731
+        srv.start()
+        port = srv.address[1]
+        run = sched.run
     proc = subprocess.Popen([python, "-m", "benchmarks.instructions", "client", app_name,
                              "--port", str(port), "--requests", str(count),
                              "--connections", str(connections)], cwd=_ROOT)
-    sched.run()
+    run()
+    if kind == "raw-epoll-wsgi":
+        raw.close()
     if proc.wait(timeout=60) != 0:
         raise SystemExit("the client failed")
 
@@ -154,7 +183,7 @@ def core_program(name: str, count: int) -> None:
 
 
 def _count(requests: int, python: str, role: tuple[str, ...] = ("server", "hello"),
-           connections: int = 1) -> int:
+           connections: int = 1, kind: str = "cogen") -> int:
     """Run ``role`` (the server, by default) under callgrind for ``requests``; returns its total Ir."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
@@ -162,7 +191,8 @@ def _count(requests: int, python: str, role: tuple[str, ...] = ("server", "hello
         env = dict(os.environ, PYTHONHASHSEED="0")
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                         python, "-m", "benchmarks.instructions", *role,
-                        "--requests", str(requests), "--connections", str(connections)],
+                        "--requests", str(requests), "--connections", str(connections),
+                        "--server", kind],
                        cwd=_ROOT, check=True, stderr=subprocess.DEVNULL, env=env)
         with open(out, encoding="ascii", errors="replace") as f:
             for line in f:
@@ -186,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="count the core programs of benchmarks.core instead")
     parser.add_argument("--iterations", default="10000,60000",
                         help="with --core: two iteration counts, LOW,HIGH (default 10000,60000)")
+    parser.add_argument("--server", default="cogen", choices=SERVERS,
+                        help="the server to count: cogen-web, or the bare pure-Python loop "
+                             "of benchmarks.raw_wsgi (default cogen)")
     parser.add_argument("--connections", type=int, default=1,
                         help="keep-alive connections the client spreads the requests over, "
                              "one request in flight on each (default 1)")
@@ -196,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         client(args.port, int(args.requests), args.program or "hello", args.connections)
         return 0
     if args.role == "server":
-        server(int(args.requests), args.python, args.program or "hello", args.connections)
+        server(int(args.requests), args.python, args.program or "hello", args.connections,
+               args.server)
         return 0
     if args.role == "core":
         if args.program not in CORE_PROGRAMS:
@@ -221,8 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             ir_high = _count(high, args.python, ("core", name))
             print(f"{name}: Ir/iteration: {(ir_high - ir_low) / (high - low):.0f}")
         return 0
-    ir_low = _count(low, args.python, ("server", args.app), args.connections)
-    ir_high = _count(high, args.python, ("server", args.app), args.connections)
+    ir_low = _count(low, args.python, ("server", args.app), args.connections, args.server)
+    ir_high = _count(high, args.python, ("server", args.app), args.connections, args.server)
     print(f"Ir total: {ir_low} ({low} requests), {ir_high} ({high} requests)")
     print(f"Ir/request: {(ir_high - ir_low) / (high - low):.0f}")
     return 0

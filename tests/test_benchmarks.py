@@ -143,6 +143,24 @@ def test_the_instruction_count_spreads_its_requests_over_the_connections_asked_f
     assert len(set(ports)) == 3
 
 
+def test_the_instruction_count_can_count_the_bare_loop_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+    # --server raw-epoll-wsgi: the same client against benchmarks.raw_wsgi's
+    # loop, which stops after the poll that served the last request
+    from benchmarks import apps, instructions
+
+    served: list[str] = []
+    measured = apps.hello
+
+    def hello(environ: dict[str, Any], start_response: Any) -> Any:
+        served.append(environ["PATH_INFO"])
+        return measured(environ, start_response)
+
+    monkeypatch.setattr(apps, "hello", hello)
+    assert instructions.main(["server", "hello", "--requests", "7", "--connections", "3",
+                              "--server", "raw-epoll-wsgi"]) == 0
+    assert served == ["/"] * 7
+
+
 def test_parse_response_reads_a_chunked_body() -> None:
     # granian answers a generator's body chunked: the readiness check read it as empty
     data = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
