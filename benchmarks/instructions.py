@@ -39,7 +39,11 @@ Prints one line: ``Ir/request: N`` (and each run's total).
 ``--core`` counts the core programs of :mod:`benchmarks.core` the same way
 (``Sleep(0)`` switches, Signal ping-pong round trips, spawned coroutines,
 each run at the two counts of ``--iterations``): ``Ir/iteration`` for each,
-the scheduler's fast path measured without the machine's noise.
+the scheduler's fast path measured without the machine's noise, beside the
+count of the asyncio program ``benchmarks.core`` compares it with and the
+ratio of the two (asyncio's instructions over cogen's: above 1, cogen does
+less work; how much faster that is on a clock also depends on how many
+instructions each side runs per cycle).
 """
 from __future__ import annotations
 
@@ -174,12 +178,26 @@ APPS = ("hello", "page", "big", "big_list", "echo")
 
 #: The programs of benchmarks.core that --core counts.
 CORE_PROGRAMS = ("cogen_sleep0", "cogen_pingpong", "cogen_pingpong_ops_once", "cogen_spawn")
+#: The asyncio programs --core counts beside them: each cogen program's
+#: counterpart in benchmarks.core, the asyncio side of its ratio.
+ASYNCIO_PROGRAMS = {"cogen_sleep0": "_sleep0", "cogen_pingpong": "_pingpong_future",
+                    "cogen_pingpong_ops_once": "_pingpong_future", "cogen_spawn": "_spawn"}
 
 
 def core_program(name: str, count: int) -> None:
-    """Run one program of :mod:`benchmarks.core` for ``count`` iterations."""
+    """Run one program of :mod:`benchmarks.core` for ``count`` iterations.
+
+    ``name`` is one of :data:`CORE_PROGRAMS`, or ``asyncio`` followed by one
+    of the coroutine functions of :data:`ASYNCIO_PROGRAMS` (run on a new
+    asyncio loop, as ``benchmarks.core`` runs it).
+    """
+    import asyncio
+
     from benchmarks import core
-    getattr(core, name)(count, None)
+    if name.startswith("asyncio_"):
+        core.asyncio_runner(getattr(core, name[len("asyncio"):]), asyncio.new_event_loop)(count)
+    else:
+        getattr(core, name)(count, None)
 
 
 def _count(requests: int, python: str, role: tuple[str, ...] = ("server", "hello"),
@@ -233,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                args.server)
         return 0
     if args.role == "core":
-        if args.program not in CORE_PROGRAMS:
+        if args.program not in CORE_PROGRAMS and args.program not in {
+                f"asyncio{fn}" for fn in ASYNCIO_PROGRAMS.values()}:
             parser.error(f"unknown core program {args.program!r}")
         core_program(args.program, int(args.requests))
         return 0
@@ -250,10 +269,16 @@ def main(argv: list[str] | None = None) -> int:
         print("valgrind is not on PATH", file=sys.stderr)
         return 2
     if args.core:
+        counted: dict[str, float] = {}
         for name in CORE_PROGRAMS:
-            ir_low = _count(low, args.python, ("core", name))
-            ir_high = _count(high, args.python, ("core", name))
-            print(f"{name}: Ir/iteration: {(ir_high - ir_low) / (high - low):.0f}")
+            theirs = f"asyncio{ASYNCIO_PROGRAMS[name]}"
+            for program in (name, theirs):
+                if program not in counted:
+                    ir_low = _count(low, args.python, ("core", program))
+                    ir_high = _count(high, args.python, ("core", program))
+                    counted[program] = (ir_high - ir_low) / (high - low)
+            print(f"{name}: Ir/iteration: {counted[name]:.0f}; {theirs}: {counted[theirs]:.0f}; "
+                  f"asyncio / cogen: {counted[theirs] / counted[name]:.2f}")
         return 0
     ir_low = _count(low, args.python, ("server", args.app), args.connections, args.server)
     ir_high = _count(high, args.python, ("server", args.app), args.connections, args.server)

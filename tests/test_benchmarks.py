@@ -143,6 +143,24 @@ def test_the_instruction_count_spreads_its_requests_over_the_connections_asked_f
     assert len(set(ports)) == 3
 
 
+@pytest.mark.parametrize("program", ["cogen_pingpong", "cogen_spawn", "asyncio_pingpong_future",
+                                     "asyncio_spawn", "asyncio_sleep0"])
+def test_the_instruction_count_runs_each_core_program_and_its_asyncio_counterpart(program: str) -> None:
+    # the half of --core that runs under valgrind, without valgrind
+    from benchmarks import instructions
+
+    assert instructions.main(["core", program, "--requests", "50"]) == 0
+
+
+def test_the_instruction_count_refuses_an_unknown_core_program(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import instructions
+
+    with pytest.raises(SystemExit) as stop:
+        instructions.main(["core", "asyncio_nothing", "--requests", "5"])
+    assert stop.value.code == 2
+    assert "unknown core program 'asyncio_nothing'" in capsys.readouterr().err
+
+
 def test_the_instruction_count_can_count_the_bare_loop_instead(monkeypatch: pytest.MonkeyPatch) -> None:
     # --server raw-epoll-wsgi: the same client against benchmarks.raw_wsgi's
     # loop, which stops after the poll that served the last request
