@@ -56,6 +56,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from functools import partial
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the checkout importable
@@ -145,21 +146,26 @@ def server(count: int, python: str, app_name: str = "hello", connections: int = 
             stop()
         return measured(environ, start_response)
 
+    run: Any
     if kind == "raw-epoll-wsgi":
         from benchmarks.raw_wsgi import RawWSGIServer
 
-        listener = socket.create_server(("127.0.0.1", 0))
-        raw = RawWSGIServer(listener, app)
+        raw = RawWSGIServer(socket.create_server(("127.0.0.1", 0)), app)
+        port = raw.sock.getsockname()[1]
         stop = raw.shutdown  # (the loop ends after the poll that served the last request)
-        port = listener.getsockname()[1]
-        run: Any = raw.serve_forever
+
+        def run() -> None:
+            try:
+                raw.serve_forever()
+            finally:
+                raw.close()
     else:
         from cogen.core.schedulers import Scheduler
         from cogen.web.wsgi import WSGIServer
 
         sched = Scheduler()
         srv = WSGIServer(("127.0.0.1", 0), app, sched, access_log=False)
-        stop = lambda: sched.call_soon_threadsafe(srv.shutdown, 5.0)  # noqa: E731
+        stop = partial(sched.call_soon_threadsafe, srv.shutdown, 5.0)
         srv.start()
         port = srv.address[1]
         run = sched.run
@@ -167,8 +173,6 @@ def server(count: int, python: str, app_name: str = "hello", connections: int = 
                              "--port", str(port), "--requests", str(count),
                              "--connections", str(connections)], cwd=_ROOT)
     run()
-    if kind == "raw-epoll-wsgi":
-        raw.close()
     if proc.wait(timeout=60) != 0:
         raise SystemExit("the client failed")
 
