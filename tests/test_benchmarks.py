@@ -148,6 +148,38 @@ def test_the_instruction_count_spreads_its_requests_over_the_connections_asked_f
         assert len(set(ports)) == 3
 
 
+def test_the_instruction_client_is_not_failed_by_an_idle_connection_closed_first() -> None:
+    # The server closes its connections once it has answered the last
+    # request: an idle one's end of file may reach the client before that
+    # answer does, on another connection, and is no failure.
+    from benchmarks import instructions
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        busy, _ = listener.accept()
+        idle, _ = listener.accept()
+        with busy, idle:
+            busy.settimeout(10)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += busy.recv(4096)
+            idle.close()  # first: the client sees this end of file before the answer
+            # the answer after the end of file has been seen: the client gives no
+            # sign of having read it, so there is no event to await, only time
+            time.sleep(0.2)
+            busy.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        instructions.client(listener.getsockname()[1], 1, "hello", connections=2)
+    finally:
+        thread.join(10)
+        listener.close()
+
+
 @pytest.mark.parametrize("program", ["cogen_pingpong", "cogen_spawn", "asyncio_pingpong_future",
                                      "asyncio_spawn", "asyncio_sleep0"])
 def test_the_instruction_count_runs_each_core_program_and_its_asyncio_counterpart(program: str) -> None:
